@@ -1,0 +1,39 @@
+# The README's quick start: `make run` and `make test`. Both create .venv when missing.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lab install chromium
+
+# torch first, pinned: a CPU machine must never download the CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 triton==3.7.1
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Every method notebook at its defaults through papermill into runs/, recorded in the run store.
+run: install
+	OMP_NUM_THREADS=2 $(VENV)/bin/workbench notebook --all
+	$(VENV)/bin/workbench runs
+
+# Unit tests, papermill runs, nbval on notebooks/ and browser tests, in one pytest run.
+test: install chromium
+	$(PY) -m pytest
+
+# Browser tests need Debian's chromium: installed here when missing and we are root.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "chromium missing and not root: browser tests will skip (enable: sudo apt-get install chromium)"; \
+	  fi; \
+	fi
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks

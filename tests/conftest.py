@@ -1,0 +1,38 @@
+import threading
+import time
+
+import param
+import pytest
+
+from workbench.experiment import Event, Experiment, Result, register
+
+
+@register
+class Countdown(Experiment):
+    """A toy experiment for protocol tests: gradient descent on f(x) = a x^2 / 2 from x = 1."""
+
+    name = param.String("toy_countdown", constant=True)
+    steps = param.Integer(50, bounds=(1, 100_000), doc="Gradient steps.")
+    lr = param.Number(0.1, bounds=(0, 1), inclusive_bounds=(False, True), doc="Step size.")
+    curvature = param.Number(1.0, bounds=(0, None), inclusive_bounds=(False, True), doc="a in f = a x^2 / 2.")
+    mode = param.Selector(default="plain", objects=["plain", "fail"], doc="'fail' raises at the middle step.")
+    delay = param.Number(0.0, bounds=(0, 1), doc="Seconds to sleep per step (to test Stop).")
+
+    def run(self, progress, stop: threading.Event) -> Result:
+        x = 1.0
+        for step in range(1, self.steps + 1):
+            if stop.is_set():
+                break
+            if self.mode == "fail" and step == self.steps // 2:
+                raise RuntimeError("toy failure")
+            x -= self.lr * self.curvature * x
+            progress(Event(step, self.steps, {"loss": 0.5 * self.curvature * x * x}, payload={"x": x}))
+            time.sleep(self.delay)
+        return Result(metrics={"x": x, "steps_done": step}, artifacts={"model": x})
+
+
+@pytest.fixture
+def store(tmp_path):
+    from workbench.store import RunStore
+
+    return RunStore(tmp_path / "runs.db")

@@ -1,0 +1,187 @@
+"""The ``workbench`` command line: list, run, notebook, runs, show.
+
+Exit codes: 0 success, 1 the run failed, 2 bad input (unknown experiment or parameter, bad value).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from workbench.experiment import ConfigError, describe_allowed, experiments, get
+from workbench.store import RunStore, default_path
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-p expects key=value, got {pair!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain aligned text table of dict rows (columns in first-seen order)."""
+    if not rows:
+        return "(none)"
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    text = [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in text)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in text]
+    return "\n".join(lines)
+
+
+def cmd_list(args) -> int:
+    for name, cls in experiments().items():
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}")
+        for key, p in cls.param.objects("existing").items():
+            if key == "name":
+                continue
+            print(f"  {key} = {p.default!r}  ({describe_allowed(p)})  {p.doc or ''}")
+        print()
+    return 0
+
+
+def cmd_run(args) -> int:
+    from workbench.runner import execute, progress_bar
+    from workbench.experiment import configure
+
+    experiment = configure(args.name, **parse_overrides(args.param))
+    store = RunStore(args.db)
+    progress = None if args.quiet else progress_bar(args.name, file=sys.stderr)
+    try:
+        result = execute(experiment, store=store, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\n{args.name}: interrupted, recorded as stopped", file=sys.stderr)
+        return 130
+    except Exception as error:  # the run failed: recorded as failed, reported, exit 1
+        print(f"{args.name}: run failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(f"run {result.artifacts['run_id']} {result.status} in {result.seconds:.1f} s ({store.path})")
+    print(format_table([{"metric": k, "value": v} for k, v in result.metrics.items()]))
+    return 0
+
+
+def cmd_notebook(args) -> int:
+    from workbench.runner import run_notebook
+
+    names = [n for n in experiments() if _has_notebook(n)] if args.all else [args.name]
+    if not names or names == [None]:
+        raise ConfigError("give an experiment NAME or --all")
+    overrides = parse_overrides(args.param)
+    failures, rows = 0, []
+    for name in names:
+        start = time.perf_counter()
+        try:
+            report, output, run_id = run_notebook(name, overrides, output_dir=args.output_dir, store=RunStore(args.db),
+                                                  timeout=args.timeout, progress=not args.quiet)
+            status = report.get("status", "finished")
+        except ConfigError:
+            raise
+        except Exception as error:
+            failures += 1
+            print(f"{name}: notebook failed: {type(error).__name__}: {str(error).strip()[-2000:]}", file=sys.stderr)
+            output, run_id, status, report = getattr(error, "output", None), None, "failed", {"metrics": {}}
+        row = {"experiment": name, "run": run_id, "status": status, "seconds": time.perf_counter() - start}
+        row.update(report["metrics"])
+        row["notebook"] = str(output) if output else ""
+        rows.append(row)
+    print(format_table(rows))
+    print(f"\nruns recorded in {RunStore(args.db).path}; executed notebooks under {args.output_dir}/notebooks")
+    return 1 if failures else 0
+
+
+def _has_notebook(name: str) -> bool:
+    from workbench.runner import notebook_path
+
+    try:
+        notebook_path(name)
+        return True
+    except ConfigError:
+        return False
+
+
+def cmd_runs(args) -> int:
+    if args.name is not None:
+        get(args.name)
+    rows = []
+    for run in RunStore(args.db).list(args.name):
+        row = {"id": run.id, "experiment": run.experiment, "status": run.status,
+               "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)),
+               "seconds": run.duration_s}
+        row.update(run.metrics)
+        rows.append(row)
+    print(format_table(rows))
+    return 0
+
+
+def cmd_show(args) -> int:
+    try:
+        run = RunStore(args.db).load(args.run_id)
+    except KeyError as error:
+        raise ConfigError(str(error.args[0])) from None
+    summary = {k: v for k, v in vars(run).items() if k != "curves"}
+    summary["curves"] = {name: f"{len(c['step'])} points, last {c['value'][-1]:.6g}"
+                         for name, c in run.curves.items() if c["value"]}
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Run and compare workbench experiments.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=None, help=f"run store path (default $WORKBENCH_DB or {default_path()})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = lambda name, **kw: sub.add_parser(name, parents=[common], **kw)  # noqa: E731
+
+    add("list", help="experiments with their parameters, defaults, bounds and docs").set_defaults(func=cmd_list)
+
+    run = add("run", help="run an experiment headless and record it")
+    run.add_argument("name")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    notebook = add("notebook", help="execute notebooks/NAME.ipynb with papermill and record it")
+    notebook.add_argument("name", nargs="?")
+    notebook.add_argument("--all", action="store_true", help="every experiment that has a notebook")
+    notebook.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    notebook.add_argument("--output-dir", default="runs")
+    notebook.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
+    notebook.add_argument("-q", "--quiet", action="store_true")
+    notebook.set_defaults(func=cmd_notebook)
+
+    runs = add("runs", help="table of recorded runs")
+    runs.add_argument("name", nargs="?")
+    runs.set_defaults(func=cmd_runs)
+
+    show = add("show", help="one run in full")
+    show.add_argument("run_id", type=int)
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"workbench: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

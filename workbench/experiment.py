@@ -1,0 +1,254 @@
+"""The experiment protocol: typed parameters -> ``run(progress, stop)`` -> :class:`Result`.
+
+An experiment is a ``param.Parameterized`` class whose parameters (types, bounds,
+choices, docs) are declared once. The same declaration builds the panel form,
+validates CLI ``-p key=value`` overrides and papermill-injected values, and
+expands sweeps. The constructor only stores parameters; work happens in
+:meth:`Experiment.run`, a plain loop that reports through ``progress`` and checks
+``stop``. It never touches widgets.
+
+    @register
+    class Quadratic(Experiment):
+        name = param.String("quadratic", constant=True)
+        steps = param.Integer(100, bounds=(1, 10_000), doc="Gradient steps.")
+
+        def run(self, progress, stop):
+            for step in range(1, self.steps + 1):
+                if stop.is_set():
+                    break
+                progress(Event(step, self.steps, {"loss": 1.0 / step}))
+            return Result(metrics={"loss": 1.0 / step})
+
+:meth:`Experiment.execute` wraps ``run``: it seeds every generator, resolves the
+device, collects every reported metric into curves, times the run and sets the
+status (``finished`` or ``stopped``).
+"""
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import param
+
+STATUSES = ("running", "finished", "failed", "stopped")
+
+
+class ConfigError(ValueError):
+    """A parameter value that is not allowed; the message names parameter, value and what is allowed."""
+
+
+@dataclass
+class Event:
+    """One progress report: ``step`` of ``total``, scalar ``metrics`` and an optional ``payload``
+    (anything a live plot needs, e.g. the model being trained); payloads are never stored."""
+
+    step: int
+    total: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    payload: Any = None
+
+
+@dataclass
+class Result:
+    """What a run produces: final scalar ``metrics``, metric ``curves`` ({name: {"step": [...],
+    "value": [...]}}), ``artifacts`` (trained objects; ``result.model`` reads ``artifacts["model"]``),
+    ``status`` and wall time in seconds."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, dict[str, list]] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    status: str = "finished"
+    seconds: float = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        artifacts = self.__dict__.get("artifacts", {})
+        if name in artifacts:
+            return artifacts[name]
+        raise AttributeError(f"Result has no attribute or artifact {name!r}; artifacts: {sorted(artifacts)}")
+
+
+class CurveRecorder:
+    """A progress callback that keeps every reported metric as a curve and forwards the event."""
+
+    def __init__(self, forward: Callable[[Event], None] | None = None):
+        self.forward = forward
+        self.curves: dict[str, dict[str, list]] = {}
+        self.last: Event | None = None
+
+    def __call__(self, event: Event) -> None:
+        for name, value in event.metrics.items():
+            curve = self.curves.setdefault(name, {"step": [], "value": []})
+            curve["step"].append(int(event.step))
+            curve["value"].append(float(value))
+        self.last = event
+        if self.forward is not None:
+            self.forward(event)
+
+
+def resolve_device(device: str):
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is a ConfigError."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("parameter 'device' = 'cuda' but no CUDA device is available; allowed here: 'auto', 'cpu'")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Experiment(param.Parameterized):
+    """Base class of every experiment: subclasses set ``name``, declare parameters and define ``run``."""
+
+    name = param.String("", constant=True, doc="Registry name; subclasses set it: name = param.String('mine', constant=True).")
+
+    seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="Seed of every random generator (python, numpy, torch).")
+    device = param.Selector(default="auto", objects=["auto", "cpu", "cuda"], doc="Where to compute: auto picks cuda when available.")
+
+    def run(self, progress: Callable[[Event], None], stop: threading.Event) -> Result:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Cross-parameter rules (e.g. a 2-D dataset needs dim 2); raise ConfigError when broken."""
+
+    @property
+    def torch_device(self):
+        return resolve_device(self.device)
+
+    def params_dict(self) -> dict[str, Any]:
+        """The experiment's parameter values (plain JSON-able values), without param's ``name``."""
+        return {k: v for k, v in self.param.values().items() if k != "name"}
+
+    def execute(self, progress: Callable[[Event], None] | None = None, stop: threading.Event | None = None) -> Result:
+        """Seed, run, collect curves, time it, set the status; exceptions propagate."""
+        stop = stop if stop is not None else threading.Event()
+        recorder = CurveRecorder(progress)
+        self.torch_device  # a bad device fails before any work
+        seed_everything(self.seed)
+        start = time.perf_counter()
+        result = self.run(recorder, stop)
+        result.seconds = time.perf_counter() - start
+        for name, curve in recorder.curves.items():
+            result.curves.setdefault(name, curve)
+        result.status = "stopped" if stop.is_set() else "finished"
+        result.metrics = {k: float(v) for k, v in result.metrics.items()}
+        return result
+
+
+# --- registry -----------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, type[Experiment]] = {}
+
+
+def register(cls: type[Experiment]) -> type[Experiment]:
+    """Class decorator: make an experiment available by its ``name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} needs name = param.String('<registry name>', constant=True)")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def experiments() -> dict[str, type[Experiment]]:
+    """All registered experiments by name (importing the bundled ones on first use)."""
+    import workbench.experiments  # noqa: F401  (registers the bundled experiments)
+
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> type[Experiment]:
+    known = experiments()
+    if name not in known:
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(known)}")
+    return known[name]
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+def describe_allowed(p: param.Parameter) -> str:
+    """A human description of the values a parameter allows."""
+    if isinstance(p, param.Selector):
+        return "one of " + ", ".join(repr(o) for o in p.objects)
+    if isinstance(p, param.Boolean):
+        return "true or false"
+    if isinstance(p, param.Number):
+        kind = "an integer" if isinstance(p, param.Integer) else "a number"
+        lo, hi = p.bounds if p.bounds is not None else (None, None)
+        lo_incl, hi_incl = p.inclusive_bounds
+        if lo is None and hi is None:
+            return kind
+        left = "(-inf" if lo is None else ("[" if lo_incl else "(") + f"{lo:g}"
+        right = "inf)" if hi is None else f"{hi:g}" + ("]" if hi_incl else ")")
+        return f"{kind} in {left}, {right}"
+    if isinstance(p, param.String):
+        return "a string"
+    return type(p).__name__
+
+
+def coerce(p: param.Parameter, value: Any) -> Any:
+    """Turn a CLI/papermill string into the parameter's type; other values pass through."""
+    if not isinstance(value, str) or isinstance(p, param.String):
+        return value
+    text = value.strip()
+    if isinstance(p, param.Boolean):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(text)
+    if isinstance(p, param.Integer):
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError(text)
+        return int(number)
+    if isinstance(p, param.Number):
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(text)
+        return number
+    if isinstance(p, param.Selector):
+        for option in p.objects:
+            if str(option) == text:
+                return option
+    return value
+
+
+def configure(name: str | type[Experiment], **params: Any) -> Experiment:
+    """Build a validated experiment from parameter values (typed or strings).
+
+    Raises ConfigError naming the parameter, the bad value and what is allowed; an unknown
+    parameter name lists the valid names.
+    """
+    cls = get(name) if isinstance(name, str) else name
+    spec = {k: p for k, p in cls.param.objects("existing").items() if k != "name"}
+    unknown = [k for k in params if k not in spec]
+    if unknown:
+        raise ConfigError(
+            f"{cls.name}: unknown parameter {unknown[0]!r}; valid names: {', '.join(sorted(spec))}"
+        )
+    values = {}
+    for key, raw in params.items():
+        p = spec[key]
+        try:
+            values[key] = coerce(p, raw)
+            if isinstance(p, param.Integer) and isinstance(values[key], float) and values[key].is_integer():
+                values[key] = int(values[key])
+            p._validate(values[key])
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{cls.name}: parameter {key!r} = {raw!r} is not allowed; expected {describe_allowed(p)}"
+            ) from None
+    experiment = cls(**values)
+    experiment.validate()
+    return experiment

@@ -1,0 +1,1 @@
+"""Methods as plain torch functions and modules, importable without any UI."""

@@ -1,0 +1,1 @@
+"""Panel views: a generic panel built from an experiment, plus per-method live plots."""

@@ -1,0 +1,66 @@
+"""Notebook reporting: metrics leave a notebook as a typed display output.
+
+Inside a notebook, ``workbench.report(result, experiment)`` displays a MIME bundle of type
+``application/vnd.workbench.report+json`` (with a readable ``text/plain`` beside it). The
+driver that executed the notebook with papermill reads those outputs back from the saved
+notebook, so a worker on another machine needs no database access: only the driver writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+MIME_TYPE = "application/vnd.workbench.report+json"
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def report(result=None, experiment=None, *, metrics: dict[str, float] | None = None,
+           curves: dict[str, dict[str, list]] | None = None) -> dict[str, Any]:
+    """Display a report of ``result`` (a :class:`workbench.Result`) and/or explicit ``metrics``.
+
+    Several reports in one notebook are merged by the reader, later values winning.
+    Returns the report dictionary.
+    """
+    from IPython.display import display
+
+    data: dict[str, Any] = {"metrics": {}, "curves": {}}
+    if result is not None:
+        data["metrics"].update(result.metrics)
+        data["curves"].update(result.curves)
+        data["status"] = result.status
+        data["seconds"] = result.seconds
+    if experiment is not None:
+        data["experiment"] = experiment.name
+        data["params"] = experiment.params_dict()
+    data["metrics"].update(metrics or {})
+    data["curves"].update(curves or {})
+    data["metrics"] = {k: _finite_or_none(v) for k, v in data["metrics"].items()}
+    text = ", ".join(f"{k} = {v:.6g}" if v is not None else f"{k} = nan" for k, v in data["metrics"].items())
+    display({MIME_TYPE: data, "text/plain": f"workbench report: {text}"}, raw=True)
+    return data
+
+
+def read_reports(notebook: str | Path | dict) -> dict[str, Any]:
+    """Merge every workbench report found in an executed notebook (path or nbformat dict)."""
+    if isinstance(notebook, (str, Path)):
+        notebook = json.loads(Path(notebook).read_text())
+    merged: dict[str, Any] = {"metrics": {}, "curves": {}}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get(MIME_TYPE)
+            if data is None:
+                continue
+            if isinstance(data, str):
+                data = json.loads(data)
+            for key, value in data.items():
+                if key in ("metrics", "curves"):
+                    merged[key].update(value)
+                else:
+                    merged[key] = value
+    return merged

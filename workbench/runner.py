@@ -1,0 +1,133 @@
+"""Running experiments and their notebooks, and recording them in the run store."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from workbench.experiment import ConfigError, Event, Experiment, Result, configure
+from workbench.reporting import read_reports
+from workbench.store import RunStore
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def progress_bar(description: str = "", **tqdm_options) -> Callable[[Event], None]:
+    """A progress callback drawing a tqdm bar (``tqdm.auto``: a widget in notebooks, text elsewhere)
+    with the latest metrics as its postfix."""
+    from tqdm.auto import tqdm
+
+    state: dict[str, Any] = {"bar": None}
+
+    def update(event: Event) -> None:
+        bar = state["bar"]
+        if bar is None:
+            bar = state["bar"] = tqdm(total=event.total, desc=description, **tqdm_options)
+        bar.update(event.step - bar.n)
+        if event.metrics:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in event.metrics.items()}, refresh=False)
+        if event.step >= event.total:
+            bar.close()
+
+    return update
+
+
+def _as_store(store: RunStore | str | os.PathLike | bool | None) -> RunStore | None:
+    if store is None or store is False:
+        return None
+    if store is True:
+        return RunStore()
+    return store if isinstance(store, RunStore) else RunStore(store)
+
+
+def execute(experiment: Experiment, *, store: RunStore | str | os.PathLike | bool | None = None,
+            progress: Callable[[Event], None] | None = None, stop: threading.Event | None = None) -> Result:
+    """Execute a configured experiment; with ``store`` record it (running -> finished/stopped/failed)."""
+    store = _as_store(store)
+    run_id = None
+    if store is not None:
+        run_id = store.start(experiment.name, experiment.params_dict(), seed=experiment.seed,
+                             device=str(experiment.torch_device))
+    try:
+        result = experiment.execute(progress=progress, stop=stop)
+    except BaseException as error:
+        if run_id is not None:
+            status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+            store.finish(run_id, status, error="".join(traceback.format_exception(error)))
+        raise
+    if run_id is not None:
+        store.finish(run_id, result.status, metrics=result.metrics, curves=result.curves, duration_s=result.seconds)
+        result.artifacts.setdefault("run_id", run_id)
+    return result
+
+
+def run(name: str, /, *, store: RunStore | str | os.PathLike | bool | None = None,
+        progress: Callable[[Event], None] | bool | None = None, stop: threading.Event | None = None,
+        **params: Any) -> Result:
+    """Configure experiment ``name`` with ``params``, run it and return its :class:`Result`.
+
+    ``progress=True`` draws a progress bar; ``store`` (a RunStore, a path or True for the
+    default one) records the run.
+    """
+    experiment = configure(name, **params)
+    if progress is True:
+        progress = progress_bar(name)
+    return execute(experiment, store=store, progress=progress or None, stop=stop)
+
+
+def configure_from_namespace(name: str, namespace: dict[str, Any]) -> Experiment:
+    """Configure ``name`` from the variables of a notebook's ``parameters`` cell (``globals()``):
+    every parameter of the experiment found in the namespace is taken and validated."""
+    from workbench.experiment import get
+
+    spec = [k for k in get(name).param if k != "name"]
+    return configure(name, **{k: namespace[k] for k in spec if k in namespace})
+
+
+def notebook_path(name: str) -> Path:
+    path = Path(os.environ.get("WORKBENCH_NOTEBOOKS", NOTEBOOKS_DIR)) / f"{name}.ipynb"
+    if not path.exists():
+        raise ConfigError(f"no notebook for experiment {name!r}: {path} does not exist")
+    return path
+
+
+def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir: str | os.PathLike = "runs",
+                 store: RunStore | str | os.PathLike | bool | None = True, timeout: float = 1800,
+                 progress: bool = False) -> tuple[dict[str, Any], Path, int | None]:
+    """Execute ``notebooks/<name>.ipynb`` with papermill, read the metrics it reported, record the run.
+
+    Parameters are validated against the experiment's spec before anything runs (ConfigError).
+    Returns (report, executed notebook path, run id). A failed notebook is recorded as failed and
+    its papermill error re-raised.
+    """
+    import papermill
+
+    params = dict(params or {})
+    experiment = configure(name, **params)  # validates names, types and bounds
+    typed = {k: getattr(experiment, k) for k in params}
+    source = notebook_path(name)
+    output_dir = Path(output_dir).resolve()
+    (output_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    output = output_dir / "notebooks" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.ipynb"
+    store = _as_store(store)
+    run_id = None
+    if store is not None:
+        run_id = store.start(name, {**experiment.params_dict(), **typed}, seed=experiment.seed,
+                             device=str(experiment.torch_device), notebook=str(output))
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=typed, cwd=str(source.parent),
+                                   kernel_name="python3", progress_bar=progress, execution_timeout=timeout,
+                                   log_output=False)
+    except BaseException as error:
+        if run_id is not None:
+            store.finish(run_id, "failed", error=str(error), duration_s=time.perf_counter() - start)
+        raise
+    report = read_reports(output)
+    if run_id is not None:
+        store.finish(run_id, report.get("status", "finished"), metrics=report["metrics"], curves=report["curves"],
+                     duration_s=time.perf_counter() - start, params=report.get("params"))
+    return report, output, run_id

@@ -1,0 +1,218 @@
+"""The run store: an embedded SQLite database of every run.
+
+Default location ``./runs/workbench.db``; the ``WORKBENCH_DB`` environment variable or the
+CLI's ``--db`` option override it. WAL mode lets readers work while a writer writes; every
+write is one short ``BEGIN IMMEDIATE`` transaction with a generous busy timeout, so several
+processes can record runs at once without losing or corrupting any.
+
+A run row holds: experiment, status (running/finished/failed/stopped), parameters, final
+metrics, metric curves, seed, device, started/finished timestamps and duration, git commit
+and dirty flag, package versions, notebook path and the error text of a failed run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+DEFAULT_DB = Path("runs") / "workbench.db"
+TRACKED_PACKAGES = ("workbench", "torch", "numpy", "param", "panel", "papermill", "triton")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    experiment TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'stopped')),
+    params TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    curves TEXT NOT NULL DEFAULT '{}',
+    seed INTEGER,
+    device TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    duration_s REAL,
+    git_commit TEXT,
+    git_dirty INTEGER,
+    versions TEXT NOT NULL DEFAULT '{}',
+    notebook TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment);
+"""
+JSON_COLUMNS = ("params", "metrics", "curves", "versions")
+
+
+@dataclass
+class RunRecord:
+    id: int
+    experiment: str
+    status: str
+    params: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, dict[str, list]] = field(default_factory=dict)
+    seed: int | None = None
+    device: str | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+    duration_s: float | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    notebook: str | None = None
+    error: str | None = None
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("WORKBENCH_DB", DEFAULT_DB))
+
+
+def git_state(cwd: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the repository that holds this package, or (None, None) outside git."""
+    where = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None, None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                capture_output=True, text=True, timeout=10)
+        return commit.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class RunStore:
+    """Record, list and load runs in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike | None = None, timeout: float = 60.0):
+        self.path = Path(path) if path is not None else default_path()
+        self.timeout = timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def start(self, experiment: str, params: dict[str, Any], seed: int | None = None,
+              device: str | None = None, notebook: str | None = None) -> int:
+        """Insert a run with status 'running'; returns its id."""
+        commit, dirty = git_state()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (experiment, status, params, seed, device, started_at, git_commit, git_dirty,"
+                " versions, notebook) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (experiment, json.dumps(params, default=str), seed, device, time.time(), commit,
+                 None if dirty is None else int(dirty), json.dumps(package_versions()), notebook),
+            )
+            return int(cursor.lastrowid)
+
+    def finish(self, run_id: int, status: str, metrics: dict[str, float] | None = None,
+               curves: dict[str, dict[str, list]] | None = None, error: str | None = None,
+               duration_s: float | None = None, params: dict[str, Any] | None = None) -> None:
+        """Close a run as finished, failed or stopped with its metrics and curves (and, when the
+        run itself reported them, its final parameters)."""
+        if status not in STATUSES_FINAL:
+            raise ValueError(f"status {status!r} is not allowed; expected one of {', '.join(STATUSES_FINAL)}")
+        now = time.time()
+        with self._write() as db:
+            started = db.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if started is None:
+                raise KeyError(f"no run with id {run_id} in {self.path}")
+            db.execute(
+                "UPDATE runs SET status = ?, metrics = ?, curves = ?, error = ?, finished_at = ?, duration_s = ?"
+                " WHERE id = ?",
+                (status, json.dumps(metrics or {}), json.dumps(curves or {}), error, now,
+                 duration_s if duration_s is not None else now - started["started_at"], run_id),
+            )
+            if params is not None:
+                db.execute("UPDATE runs SET params = ? WHERE id = ?", (json.dumps(params, default=str), run_id))
+
+    def record(self, experiment: str, params: dict[str, Any], status: str, metrics: dict[str, float] | None = None,
+               curves: dict[str, dict[str, list]] | None = None, seed: int | None = None, device: str | None = None,
+               duration_s: float | None = None, notebook: str | None = None, error: str | None = None) -> int:
+        """Record a whole run at once (start + finish); returns its id."""
+        run_id = self.start(experiment, params, seed=seed, device=device, notebook=notebook)
+        self.finish(run_id, status, metrics=metrics, curves=curves, error=error, duration_s=duration_s)
+        return run_id
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def load(self, run_id: int) -> RunRecord:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no run with id {run_id} in {self.path}")
+        return _to_record(row)
+
+    def list(self, experiment: str | None = None) -> list[RunRecord]:
+        query, args = "SELECT * FROM runs", ()
+        if experiment is not None:
+            query, args = query + " WHERE experiment = ?", (experiment,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY id", args).fetchall()
+        return [_to_record(row) for row in rows]
+
+    def dataframe(self, experiment: str | None = None):
+        """One row per run: id, experiment, status, duration, then ``param.*`` and ``metric.*`` columns."""
+        import pandas as pd
+
+        rows = []
+        for run in self.list(experiment):
+            row = {"id": run.id, "experiment": run.experiment, "status": run.status,
+                   "started": pd.Timestamp(run.started_at, unit="s"), "duration_s": run.duration_s,
+                   "seed": run.seed, "device": run.device, "git_commit": run.git_commit, "git_dirty": run.git_dirty}
+            row.update({f"param.{k}": v for k, v in run.params.items()})
+            row.update({f"metric.{k}": v for k, v in run.metrics.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+STATUSES_FINAL = ("finished", "failed", "stopped")
+
+
+def _to_record(row: sqlite3.Row) -> RunRecord:
+    values = dict(row)
+    for column in JSON_COLUMNS:
+        values[column] = json.loads(values[column]) if values[column] else {}
+    if values["git_dirty"] is not None:
+        values["git_dirty"] = bool(values["git_dirty"])
+    return RunRecord(**values)
