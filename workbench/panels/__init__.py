@@ -1,1 +1,43 @@
-"""Panel views: a generic panel built from an experiment, plus per-method live plots."""
+"""Panel views: a generic panel built from an experiment, plus per-method live plots.
+
+    from workbench.panels import ExperimentPanel
+    ExperimentPanel("lightsb")          # picks the plot registered for "lightsb"
+
+``PLOTS`` maps an experiment name to its live picture, ``plot(event) -> figure``, given as the
+function or as "module:function" (imported on first use); :func:`register_plot` adds one.
+Serve a panel: ``python -m workbench.panels.serve NAME --port 5006`` (see ``workbench.panels.serve``).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+PLOTS: dict[str, Callable[..., Any] | str] = {
+    "lightsb": "workbench.panels.lightsb:lightsb_plot",
+    "optimizers": "workbench.panels.optimizers:optimizers_plot",
+}
+
+
+def register_plot(name: str, plot: Callable[..., Any] | str) -> None:
+    """Make ``plot`` the live picture of experiment ``name``."""
+    PLOTS[name] = plot
+
+
+def plot_for(name: str) -> Callable[..., Any] | None:
+    """The live picture registered for experiment ``name``, or None."""
+    plot = PLOTS.get(name)
+    if isinstance(plot, str):
+        module, _, attr = plot.partition(":")
+        plot = PLOTS[name] = getattr(importlib.import_module(module), attr)
+    return plot
+
+
+def __getattr__(name: str) -> Any:  # import Panel only when the panel is asked for
+    if name in ("ExperimentPanel", "LiveState"):
+        from workbench.panels import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'workbench.panels' has no attribute {name!r}")
+
+
+__all__ = ["ExperimentPanel", "PLOTS", "plot_for", "register_plot"]

@@ -1,0 +1,294 @@
+"""Real-browser tests: a served panel and JupyterLab, in headless Debian Chromium via Playwright.
+
+Run with ``pytest -m browser tests/test_browser.py``. Never ``playwright install``: the browser is
+Debian's ``/usr/bin/chromium``. ``WORKBENCH_SCREENSHOT=path.png`` saves the served panel after a run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+TIMEOUT_MS = 60_000
+
+# A toy experiment for the browser, with a live picture, importable by the served app and a kernel.
+TOY_MODULE = textwrap.dedent('''
+    import time
+    import param
+    from workbench.experiment import Event, Experiment, Result, register
+    from workbench.panels import register_plot
+
+    @register
+    class BrowserToy(Experiment):
+        """Toy for browser tests: x <- (1 - lr) x, loss = x^2 / 2."""
+
+        name = param.String("browser_toy", constant=True)
+        steps = param.Integer(40, bounds=(1, 1_000_000), doc="Steps.")
+        lr = param.Number(0.1, bounds=(0, 1), inclusive_bounds=(False, True), doc="Step size.")
+        delay = param.Number(0.02, bounds=(0, 1), doc="Seconds per step.")
+
+        def run(self, progress, stop):
+            x, step = 1.0, 0
+            for step in range(1, self.steps + 1):
+                if stop.is_set():
+                    break
+                x *= 1 - self.lr
+                progress(Event(step, self.steps, {"loss": 0.5 * x * x}, payload={"x": x}))
+                time.sleep(self.delay)
+            return Result(metrics={"x": x, "steps_done": step})
+
+    def toy_plot(event):
+        return {"data": [{"type": "scatter", "mode": "markers", "x": [event.step], "y": [event.payload["x"]]}],
+                "layout": {"title": {"text": f"x at step {event.step}"}}}
+
+    register_plot("browser_toy", toy_plot)
+''')
+
+
+def _chromium_or_skip():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) or run make test as root")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:4]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = _chromium_or_skip()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("toy")
+    (where / "browser_toy_module.py").write_text(TOY_MODULE)
+    return where
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def lightsb_available() -> bool:
+    from workbench.experiment import experiments
+
+    return "lightsb" in experiments()
+
+
+# --- (a) a served panel --------------------------------------------------------------------------
+
+def served_target() -> tuple[str, list[str], dict[str, str]]:
+    """(experiment, serve CLI options, {'steps': long-run value}) — LightSB when it is there."""
+    if lightsb_available():
+        return "lightsb", ["-p", "steps=200"], {"steps": "100000"}
+    return "browser_toy", ["--import", "browser_toy_module"], {"steps": "100000"}
+
+
+def test_served_panel_run_and_stop(browser, toy_dir, tmp_path):
+    from playwright.sync_api import expect
+
+    from workbench.store import RunStore
+
+    name, options, long_run = served_target()
+    port, db, log = free_port(), tmp_path / "runs.db", tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "workbench.panels.serve", name, "--port", str(port), *options],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+            env=subprocess_env(WORKBENCH_DB=str(db), PYTHONPATH=str(toy_dir)))
+    try:
+        wait_http(f"http://localhost:{port}/", server, log)
+        page = browser.new_page(viewport={"width": 1300, "height": 1150})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"http://localhost:{port}/")
+        run, stop = page.get_by_role("button", name="Run", exact=True), page.get_by_role("button", name="Stop", exact=True)
+        expect(run).to_be_enabled()  # rendered: the websocket is connected
+        expect(stop).to_be_disabled()
+        picture = page.locator(".js-plotly-plot").nth(1)
+        expect(picture).to_be_visible()
+        before = picture.screenshot()
+
+        run.click()
+        expect(page.locator("progress")).to_have_attribute("value", "100", timeout=120_000)
+        expect(page.get_by_text("status: finished")).to_be_visible()
+        expect(run).to_be_enabled()
+        expect(picture.locator(".scatterlayer .trace").first).to_be_attached()
+        expect(page.locator(".js-plotly-plot").nth(0).locator(".scatterlayer .trace").first).to_be_attached()
+        page.wait_for_timeout(500)  # let Plotly finish drawing
+        assert picture.screenshot() != before, "the live picture did not change"
+        page.screenshot(path=os.environ.get("WORKBENCH_SCREENSHOT", str(tmp_path / "panel.png")))
+
+        steps = page.get_by_label("Steps", exact=True)  # a long run, then Stop
+        steps.fill(long_run["steps"])
+        steps.press("Enter")
+        page.wait_for_timeout(300)  # the value reaches the server
+        run.click()
+        expect(page.get_by_text("status: running")).to_be_visible()
+        expect(stop).to_be_enabled()
+        page.wait_for_timeout(500)
+        stop.click()
+        expect(page.get_by_text("stopped (Stop pressed)")).to_be_visible(timeout=5_000)
+        expect(run).to_be_enabled()
+        page.close()
+    finally:
+        stop_process(server)
+    assert [(r.experiment, r.status) for r in RunStore(db).list()] == [(name, "finished"), (name, "stopped")]
+
+
+# --- (b) JupyterLab -----------------------------------------------------------------------------
+
+TOY_NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source":
+         'import panel as pn\npn.extension("plotly", inline=True)\nimport browser_toy_module\n'
+         "from workbench.panels import ExperimentPanel"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source":
+         'ExperimentPanel("browser_toy", store="runs.db")'},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory, toy_dir):
+    """A JupyterLab (no token, news pop-up off, temporary config) over a copy of notebooks/."""
+    _chromium_or_skip()
+    root = tmp_path_factory.mktemp("lab")
+    notebook_dir = root / "notebooks"
+    if NOTEBOOKS.is_dir():
+        shutil.copytree(NOTEBOOKS, notebook_dir, ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
+    notebook_dir.mkdir(exist_ok=True)
+    shutil.copy(toy_dir / "browser_toy_module.py", notebook_dir)
+    (notebook_dir / "browser_toy.ipynb").write_text(json.dumps(TOY_NOTEBOOK))
+    settings = root / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    port, log = free_port(), root / "lab.log"
+    env = subprocess_env(JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTER_DATA_DIR=str(root / "data"),
+                         JUPYTER_RUNTIME_DIR=str(root / "runtime"), WORKBENCH_DB=str(root / "runs.db"),
+                         PYTHONPATH=str(toy_dir))
+    with log.open("w") as out:
+        lab = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.token=",
+             "--ServerApp.password=", f"--port={port}", f"--notebook-dir={notebook_dir}",
+             f"--LabApp.user_settings_dir={root / 'settings'}", f"--LabApp.workspaces_dir={root / 'workspaces'}"],
+            cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_http(f"http://localhost:{port}/api/status", lab, log)
+        yield f"http://localhost:{port}", notebook_dir
+    finally:
+        stop_process(lab)
+
+
+def run_all_cells(page, url: str, timeout_s: float) -> None:
+    """Open a notebook, wait for its kernel, Run > Run All Cells, wait until every cell ran (failing
+    early, with the error, when a cell raises: Run All stops there)."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.locator(".jp-Notebook")).to_be_visible()
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()  # the kernel is connected
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.locator("li[data-command='runmenu:run-all']").click()
+    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+    idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    deadline = time.monotonic() + timeout_s
+    page.wait_for_timeout(1000)
+    while time.monotonic() < deadline:
+        texts = prompts.all_inner_texts()
+        ran = all(re.search(r"\[\d+\]", t) for t in texts)
+        if idle.count() and (ran or error_outputs(page)):
+            break
+        page.wait_for_timeout(1000)
+    else:
+        raise AssertionError(f"cells not run after {timeout_s} s: prompts {prompts.all_inner_texts()}, "
+                             f"errors {error_outputs(page)}")
+    assert error_outputs(page) == []
+    assert all(re.search(r"\[\d+\]", t) for t in prompts.all_inner_texts()), prompts.all_inner_texts()
+
+
+def error_outputs(page) -> list[str]:
+    texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    return [t for t in texts if "Traceback" in t or "Error" in t]
+
+
+def test_jupyterlab_toy_panel_renders_and_runs(browser, jupyterlab):
+    from playwright.sync_api import expect
+
+    url, notebook_dir = jupyterlab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    run_all_cells(page, f"{url}/lab/tree/browser_toy.ipynb", 60)
+    expect(page.locator(".jp-OutputArea-output [data-root-id]").first).to_be_attached()
+    run = page.locator(".jp-OutputArea-output").get_by_role("button", name="Run", exact=True)
+    expect(run).to_be_enabled()
+    run.click()  # the periodic refresh works in the kernel too
+    expect(page.get_by_text("step 40 / 40")).to_be_visible()
+    expect(page.get_by_text("status: finished")).to_be_visible()
+    page.close()
+    from workbench.store import RunStore
+
+    assert [r.status for r in RunStore(notebook_dir / "runs.db").list()] == ["finished"]
+
+
+def test_jupyterlab_lightsb_notebook(browser, jupyterlab):
+    from playwright.sync_api import expect
+
+    url, notebook_dir = jupyterlab
+    if not (notebook_dir / "lightsb.ipynb").exists():
+        pytest.skip("notebooks/lightsb.ipynb does not exist yet")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    run_all_cells(page, f"{url}/lab/tree/lightsb.ipynb", 300)
+    expect(page.locator(".jp-OutputArea-output [data-root-id]").first).to_be_attached()
+    expect(page.locator(".jp-OutputArea-output").get_by_role("button", name="Run", exact=True)).to_be_visible()
+    page.close()

@@ -1,0 +1,67 @@
+"""The `workbench` command, run as a user would: a subprocess."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from workbench.store import RunStore
+
+SMALL = ["-p", "dataset=gaussian", "-p", "dim=2", "-p", "steps=30", "-p", "n_components=1"]
+
+
+def workbench_cli(*args, db, check_rc=None):
+    env = {**os.environ, "WORKBENCH_DB": str(db), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    if check_rc is not None:
+        assert done.returncode == check_rc, done.stdout + done.stderr
+    return done
+
+
+def test_list_shows_parameters_with_bounds_and_docs(tmp_path):
+    out = workbench_cli("list", db=tmp_path / "r.db", check_rc=0).stdout
+    assert "lightsb:" in out
+    assert "epsilon = " in out and "a number in" in out
+
+
+def test_run_records_and_prints_metrics(tmp_path):
+    db = tmp_path / "r.db"
+    done = workbench_cli("run", "lightsb", *SMALL, db=db, check_rc=0)
+    assert "finished" in done.stdout and "loss" in done.stdout
+    (run,) = RunStore(db).list()
+    assert run.status == "finished" and run.params["steps"] == 30 and run.params["dim"] == 2
+    assert run.curves["loss"]["step"]
+    table = workbench_cli("runs", db=db, check_rc=0).stdout
+    assert "lightsb" in table and "finished" in table
+    shown = json.loads(workbench_cli("show", str(run.id), db=db, check_rc=0).stdout)
+    assert shown["id"] == run.id and shown["params"]["dim"] == 2
+
+
+def test_db_option_overrides_environment(tmp_path):
+    other = tmp_path / "other.db"
+    workbench_cli("run", "lightsb", *SMALL, "--db", str(other), "-q", db=tmp_path / "env.db", check_rc=0)
+    assert len(RunStore(other).list()) == 1
+    assert not (tmp_path / "env.db").exists()
+
+
+@pytest.mark.parametrize("override, fragments", [
+    ("epsilon=-1", ["'epsilon'", "-1", "a number in"]),
+    ("dim=abc", ["'dim'", "'abc'", "an integer in"]),
+    ("nosuch=1", ["unknown parameter 'nosuch'", "valid names:", "epsilon"]),
+])
+def test_bad_input_exits_2_names_the_problem_records_nothing(tmp_path, override, fragments):
+    db = tmp_path / "r.db"
+    done = workbench_cli("run", "lightsb", "-p", override, db=db, check_rc=2)
+    for fragment in fragments:
+        assert fragment in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not db.exists() or RunStore(db).list() == []
+
+
+def test_cross_parameter_rule_exits_2_before_any_work(tmp_path):
+    db = tmp_path / "r.db"
+    done = workbench_cli("run", "lightsb", "-p", "dataset=swiss_roll", "-p", "dim=3", db=db)
+    assert done.returncode == 2 and "dim" in done.stderr  # a 2-D toy needs dim 2
+    assert not db.exists() or RunStore(db).list() == []

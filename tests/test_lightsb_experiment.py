@@ -1,0 +1,78 @@
+"""The ``lightsb`` experiment through the protocol: validation, a short run, Stop, live payloads."""
+import threading
+
+import pytest
+
+import workbench
+from workbench.experiment import ConfigError, configure
+from workbench.methods.lightsb import LightSB
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("epsilon", -1, "lightsb: parameter 'epsilon' = -1 is not allowed; expected a number in [0.001, 100]"),
+    ("dataset", "moons", "parameter 'dataset' = 'moons' is not allowed; expected one of 'gaussian'"),
+    ("lr", 0, "parameter 'lr' = 0 is not allowed"),
+    ("n_components", "2.5", "parameter 'n_components' = '2.5'"),
+])
+def test_bad_values_fail_before_any_work(key, value, fragment):
+    with pytest.raises(ConfigError) as error:
+        configure("lightsb", **{key: value})
+    assert fragment in str(error.value)
+
+
+def test_two_dimensional_toys_need_dim_two():
+    with pytest.raises(ConfigError, match=r"'dim' = 3 is not allowed: dataset 'swiss_roll' is two-dimensional"):
+        configure("lightsb", dataset="swiss_roll", dim=3)
+    assert configure("lightsb", dataset="swiss_roll", dim=2).dim == 2
+
+
+def test_short_run_returns_ground_truth_metrics_and_curves():
+    events = []
+    result = workbench.run("lightsb", steps=200, progress=events.append)
+    assert result.status == "finished"
+    assert isinstance(result.model, LightSB)
+    assert {"loss", "cbw2_uvp", "bw2_uvp", "kl", "steps_done"} <= set(result.metrics)
+    assert result.metrics["steps_done"] == 200
+    assert [e.step for e in events] == list(range(2, 201, 2))  # every 1 % of the steps
+    assert result.curves["cbw2_uvp"]["step"] == list(range(20, 201, 20))
+    # training helps: cBW2-UVP falls, and the KL estimate is small and non-negative up to noise
+    curve = result.curves["cbw2_uvp"]["value"]
+    assert curve[-1] < 0.05 * curve[0]
+    assert -0.01 < result.metrics["kl"] < 0.2
+    payload = events[-1].payload
+    assert payload["model"] is result.model and payload["x0"].shape == payload["x1"].shape == (512, 2)
+
+
+def test_gaussian_run_reports_closed_form_errors():
+    result = workbench.run("lightsb", dataset="gaussian", dim=3, n_components=1, diagonal=False,
+                           steps=300, batch_size=512, lr=0.03)
+    assert result.metrics["cond_mean_rel_error"] < 0.1
+    assert result.metrics["cond_cov_rel_error"] < 0.1
+
+
+def test_toy_run_has_no_ground_truth_metrics():
+    result = workbench.run("lightsb", dataset="eight_gaussians", steps=20, epsilon=0.1)
+    assert "cbw2_uvp" not in result.metrics and "bw2_uvp" in result.metrics
+
+
+def test_stop_flag_ends_the_run_early():
+    stop = threading.Event()
+
+    def progress(event):
+        if event.step >= 30:
+            stop.set()
+
+    result = workbench.run("lightsb", steps=5000, progress=progress, stop=stop)
+    assert result.status == "stopped"
+    assert result.metrics["steps_done"] == 50  # events every 50 steps: stopped right after the first
+
+
+def test_payload_draws_with_the_live_plot():
+    pytest.importorskip("plotly")
+    from workbench.panels.lightsb import lightsb_plot
+
+    events = []
+    workbench.run("lightsb", dataset="swiss_roll", steps=10, progress=events.append)
+    figure = lightsb_plot(events[-1])
+    names = {trace.name for trace in figure.data}
+    assert {"source x0", "target x1", "mapped x̂1", "SDE paths"} <= names

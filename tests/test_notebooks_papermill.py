@@ -1,0 +1,53 @@
+"""Notebooks executed by papermill with overrides, as `workbench notebook` and `make run` do."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import papermill
+import pytest
+
+from workbench.experiment import ConfigError
+from workbench.reporting import read_reports
+from workbench.runner import run_notebook
+from workbench.store import RunStore
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# Small overrides per notebook: quick, yet each notebook's own asserts must still hold.
+OVERRIDES = {
+    "lightsb": {"steps": 400, "seed": 1},
+    "optimizers": {"seed": 1},
+}
+pytestmark = pytest.mark.notebook
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDES))
+def test_notebook_runs_with_overrides_and_is_recorded(name, tmp_path):
+    if not (NOTEBOOKS / f"{name}.ipynb").exists():
+        pytest.fail(f"notebooks/{name}.ipynb is missing")
+    store = RunStore(tmp_path / "runs.db")
+    report, output, run_id = run_notebook(name, OVERRIDES[name], output_dir=tmp_path, store=store)
+    run = store.load(run_id)
+    assert run.status == "finished" and output.exists()
+    for key, value in OVERRIDES[name].items():
+        assert run.params[key] == value  # the notebook reports the parameters it really ran with
+    assert run.metrics == {k: v for k, v in report["metrics"].items()} and run.metrics
+    assert read_reports(output)["params"]["seed"] == OVERRIDES[name]["seed"]
+
+
+def test_bad_papermill_parameter_fails_inside_the_notebook(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match=r"ConfigError: lightsb: parameter 'epsilon' = -1"):
+        papermill.execute_notebook(str(NOTEBOOKS / "lightsb.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"epsilon": -1}, kernel_name="python3", progress_bar=False,
+                                   cwd=str(NOTEBOOKS))
+
+
+def test_bad_override_is_rejected_before_papermill_starts(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    with pytest.raises(ConfigError, match="unknown parameter 'nosuch'"):
+        run_notebook("lightsb", {"nosuch": 1}, output_dir=tmp_path, store=store)
+    assert store.list() == []
+    env = {**os.environ, "WORKBENCH_DB": str(tmp_path / "cli.db")}
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", "notebook", "lightsb", "-p", "epsilon=-1"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "'epsilon' = '-1'" in done.stderr

@@ -1,0 +1,68 @@
+"""Serve the panel of one experiment as a web app.
+
+    python -m workbench.panels.serve lightsb --port 5006
+    python -m workbench.panels.serve lightsb --port 5006 -p steps=200 -p epsilon=0.5 --db runs/workbench.db
+
+then open http://localhost:5006/. ``-p key=value`` sets the form's starting values (validated
+against the experiment's parameters: a bad one exits with status 2 and a message); runs are
+recorded in ``--db`` (default: ``$WORKBENCH_DB`` or ``./runs/workbench.db``). Every browser session
+gets its own panel; closing the tab stops its run. ``--import MODULE`` imports a module that
+registers experiments of your own before looking NAME up. Use ``--address 0.0.0.0
+--allow-websocket-origin HOST:PORT`` to serve beyond localhost.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workbench.panels.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help="registered experiment name (see `workbench list`)")
+    parser.add_argument("--port", type=int, default=5006)
+    parser.add_argument("--address", default=None, help="address to listen on (default: all local)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="starting value of a parameter (repeatable)")
+    parser.add_argument("--db", default=None, help="run store path (default: $WORKBENCH_DB or ./runs/workbench.db)")
+    parser.add_argument("--allow-websocket-origin", action="append", default=None, metavar="HOST[:PORT]")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (a module that registers your own experiments; repeatable)")
+    parser.add_argument("--show", action="store_true", help="open a browser tab")
+    args = parser.parse_args(argv)
+
+    import importlib
+
+    for module in args.imports:
+        importlib.import_module(module)
+
+    from workbench.cli import parse_overrides
+    from workbench.experiment import ConfigError, configure
+
+    try:
+        initial = configure(args.name, **parse_overrides(args.param))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    import panel as pn
+
+    from workbench.panels.base import ExperimentPanel
+    from workbench.store import RunStore
+
+    pn.extension("plotly")
+    store = RunStore(args.db)  # one store for every session; each write is its own transaction
+
+    def app():
+        panel = ExperimentPanel(initial, store=store)
+        pn.state.on_session_destroyed(lambda _context: panel.stop())
+        return panel.layout
+
+    print(f"serving {args.name} at http://{args.address or 'localhost'}:{args.port}/ (runs -> {store.path})",
+          flush=True)
+    pn.serve({"/": app}, port=args.port, address=args.address, show=args.show, title=f"workbench: {args.name}",
+             websocket_origin=args.allow_websocket_origin)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
