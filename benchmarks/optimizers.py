@@ -144,100 +144,105 @@ def configs() -> list[Config]:
 def make_params(n: int, device: str) -> list[torch.nn.Parameter]:
     """Weights of four bias-free nn.Linear(n, n), each with a fixed gradient (seeded)."""
     torch.manual_seed(0)
-    params = [torch.nn.Linear(n, n, bias=False).weight for _ in range(4)]
-    params = [torch.nn.Parameter(p.detach().to(device)) for p in params]
+    params = [torch.nn.Parameter(torch.nn.Linear(n, n, bias=False).weight.detach().to(device)) for _ in range(4)]
     for p in params:
         p.grad = 1e-3 * torch.randn_like(p)
     return params
 
 
-def time_steps(factory: Factory, n: int, gap: int, steps: int, warmup: int, device: str):
-    """(median step seconds, state bytes) of a fresh optimizer over fresh parameters."""
+def median_seconds(fns: list[Callable[[], object]], repeats: int, warmup: int, device: str) -> list[float]:
+    """Median wall time of each fn, the fns called in turn (so load drift hits all of them alike)."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    optimizer = factory(make_params(n, device), n, gap)
     for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def build(factory: Factory | None, n: int, gap: int, device: str, errors: list[str], name: str):
+    """The optimizer over fresh parameters, or None (no package, or it fails here: the reason goes to `errors`)."""
+    if factory is None:
+        return None
+    try:
+        optimizer = factory(make_params(n, device), n, gap)
         optimizer.step()
-    times = []
-    for _ in range(steps):
-        sync()
-        start = time.perf_counter()
-        optimizer.step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), optimizer_state_bytes(optimizer)
+        return optimizer
+    except Exception as error:  # a reference package that does not run here (e.g. CUDA-only code)
+        errors.append(f"{name}: {type(error).__name__}: {str(error)[:100]}")
+        return None
+
+
+def adamw(ps: list, n: int, gap: int) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(ps, lr=LR, foreach=True)
+
+
+def step_times(c: Config, n: int, gap: int, repeats: int, warmup: int, device: str, errors: list[str], baseline=True):
+    """Median step seconds and state bytes of "adamw" (if baseline), "ours" and "ref", for those that run."""
+    factories = {"adamw": adamw if baseline else None, "ours": c.ours, "ref": c.reference}
+    names = {"adamw": "torch AdamW", "ours": c.name, "ref": c.reference_name}
+    built = {k: build(f, n, gap, device, errors, names[k]) for k, f in factories.items()}
+    live = {k: o for k, o in built.items() if o is not None}
+    times = dict(zip(live, median_seconds([o.step for o in live.values()], repeats, warmup, device)))
+    return times, {k: optimizer_state_bytes(o) for k, o in live.items()}
 
 
 def ratio(a: float | None, b: float | None) -> str:
     return "–" if a is None or b is None else f"{a / b:.2f}"
 
 
-def fmt_ms(seconds: float | None) -> str:
+def fmt_s(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def try_time(factory: Factory | None, *args):
-    """time_steps, or (None, None, reason) when the factory is missing or the package fails on this device."""
-    if factory is None:
-        return None, None, None
-    try:
-        return (*time_steps(factory, *args), None)
-    except Exception as error:  # a reference package that does not run here (e.g. CUDA-only code)
-        return None, None, f"{type(error).__name__}: {str(error)[:80]}"
-
-
 def step_table(n: int, args) -> None:
-    run = (n, NO_REFRESH, args.steps, args.warmup, args.device)
-    base_t, base_b = time_steps(lambda ps, n, gap: torch.optim.AdamW(ps, lr=LR, foreach=True), *run)
     print(f"\n### Four {n}x{n} weights: step time and state, ratios to AdamW(foreach) and to the reference\n")
-    print(f"torch AdamW(foreach=True): step {fmt_ms(base_t)}, state {base_b / 2**20:.1f} MiB\n")
     print("| optimizer | step | x AdamW | x reference | refresh step (gap 1): ours / reference "
           "| state MiB | state x AdamW | state x reference | reference |")
     print("|---|---|---|---|---|---|---|---|---|")
-    notes = []
+    errors: list[str] = []
     for c in configs():
-        t, b = time_steps(c.ours, *run)
-        rt, rb, error = try_time(c.reference, *run)
-        refresh_cell = "–"
+        t, b = step_times(c, n, NO_REFRESH, args.steps, args.warmup, args.device, errors)
+        refresh = "–"
         if c.refreshes:
-            quick = (n, 1, args.refresh_steps, 1, args.device)
-            ours_r = time_steps(c.ours, *quick)[0]
-            ref_r = try_time(c.reference, *quick)[0] if error is None else None
-            refresh_cell = f"{fmt_ms(ours_r)} / {fmt_ms(ref_r)}"
+            r, _ = step_times(c, n, 1, args.refresh_steps, 1, args.device, [], baseline=False)
+            refresh = f"{fmt_s(r.get('ours'))} / {fmt_s(r.get('ref'))}"
         reference = c.reference_name if c.reference else f"{c.reference_name}: not installed"
-        if error:
-            reference = f"{c.reference_name}: fails here"
-            notes.append(f"{c.reference_name}: {error}")
-        print(f"| {c.name} | {fmt_ms(t)} | {ratio(t, base_t)} | {ratio(t, rt)} | {refresh_cell} "
-              f"| {b / 2**20:.2f} | {ratio(b, base_b)} | {ratio(b, rb)} | {reference} |")
-    q_mib = n * n * 4 / 2**20
-    notes.append(f"DCTAdamW also reads a cached {n}x{n} DCT basis ({q_mib:.0f} MiB fp32, one per size, shared) "
-                 "that lives outside the optimizer and is not in its state bytes.")
-    print("\n" + "\n".join(f"- {note}" for note in notes))
+        print(f"| {c.name} | {fmt_s(t.get('ours'))} | {ratio(t.get('ours'), t['adamw'])} "
+              f"| {ratio(t.get('ours'), t.get('ref'))} | {refresh} | {b.get('ours', 0) / 2**20:.2f} "
+              f"| {ratio(b.get('ours'), b['adamw'])} | {ratio(b.get('ours'), b.get('ref'))} | {reference} |")
+    print(f"\nAdamW(foreach=True): step {fmt_s(t['adamw'])} (last row's run), state {b['adamw'] / 2**20:.1f} MiB.")
+    errors.append(f"DCTAdamW also reads a cached {n}x{n} DCT basis ({n * n * 4 / 2**20:.0f} MiB fp32, one per size, "
+                  "shared by all optimizers) that is not part of its state bytes.")
+    print("\n".join(f"- {note}" for note in errors))
 
 
 def refresh_table(shapes: list[tuple[int, int]], args) -> None:
-    print("\n### Projector refresh: SVD vs DCT selection, median of", args.refresh_repeats, "\n")
+    print(f"\n### Projector refresh: SVD vs DCT selection, median of {args.refresh_repeats}\n")
     print("| gradient | rank | torch.linalg.svd | refresh 'svd' | refresh 'dct' | dct / svd | build DCT basis once |")
     print("|---|---|---|---|---|---|---|")
     for m, n in shapes:
-        G = torch.randn(m, n, device=args.device)
-        r = min(m, n) // 4
-
-        def median_time(fn: Callable[[], object]) -> float:
-            fn()
-            times = []
-            for _ in range(args.refresh_repeats):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return statistics.median(times)
-
-        t_svd = median_time(lambda: torch.linalg.svd(G, full_matrices=False))
-        t_rsvd = median_time(lambda: refresh(G, {}, "svd", r))
-        t_rdct = median_time(lambda: refresh(G, {}, "dct", r))
-        t_basis = median_time(lambda: dct_basis.__wrapped__(min(m, n), G.dtype, G.device))
-        print(f"| {m}x{n} | {r} | {fmt_ms(t_svd)} | {fmt_ms(t_rsvd)} | {fmt_ms(t_rdct)} "
-              f"| {t_rdct / t_rsvd:.3f} | {fmt_ms(t_basis)} |")
+        G, r = torch.randn(m, n, device=args.device), min(m, n) // 4
+        t_svd, t_rsvd, t_rdct, t_basis = median_seconds(
+            [
+                lambda: torch.linalg.svd(G, full_matrices=False),
+                lambda: refresh(G, {}, "svd", r),
+                lambda: refresh(G, {}, "dct", r),
+                lambda: dct_basis.__wrapped__(min(m, n), G.dtype, G.device),  # uncached
+            ],
+            args.refresh_repeats,
+            1,
+            args.device,
+        )
+        print(f"| {m}x{n} | {r} | {fmt_s(t_svd)} | {fmt_s(t_rsvd)} | {fmt_s(t_rdct)} "
+              f"| {t_rdct / t_rsvd:.3f} | {fmt_s(t_basis)} |")
 
 
 def main() -> None:

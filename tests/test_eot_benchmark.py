@@ -72,8 +72,8 @@ def test_one_component_potential_gives_the_gaussian_closed_form(eps):
     mean, cov = pair.conditional_moments(x)
     b, gain, Sigma_prime = pair.plan["b"][0], pair.plan["G"][0], pair.plan["Sigma_prime"][0]
     eye = torch.eye(3, dtype=torch.float64)
-    K, r, bridge_cov = gaussian_bridge(torch.zeros(3, dtype=torch.float64), eye, b, gain @ gain.T + Sigma_prime, eps)
-    assert torch.allclose(mean, r + x @ K.T, atol=1e-10)
+    K, bridge_cov = gaussian_bridge(torch.zeros(3, dtype=torch.float64), eye, b, gain @ gain.T + Sigma_prime, eps)
+    assert torch.allclose(mean, b + x @ K.T, atol=1e-10)
     assert torch.allclose(cov, bridge_cov.expand(20, 3, 3), atol=1e-10)
 
 

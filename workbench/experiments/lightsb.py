@@ -34,7 +34,8 @@ N_EVAL = 16_384  # samples for KL and BW2-UVP estimates
 def exact_model(pair) -> LightSB | None:
     """θ*: the LightSB model equal to the pair's EOT plan (float64), or None when no closed form is known."""
     if isinstance(pair, GaussianPair):
-        K, r, _ = pair.bridge
+        K, _ = pair.bridge
+        r = pair.m1 - K @ pair.m0  # E[x1 | x0] = r + K x0
         return LightSB.from_parameters(torch.zeros(1, dtype=torch.float64), r[None], K[None], pair.epsilon)
     if isinstance(pair, MixtureBenchmark):
         return LightSB.from_potential(pair.weights, pair.means, pair.covs, pair.epsilon, diagonal=not pair.rotated)

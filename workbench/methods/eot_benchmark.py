@@ -47,7 +47,7 @@ class _StandardNormalSource:
 
 @dataclass
 class GaussianPair:
-    """p0 = N(m0, A) → p1 = N(m1, B); the plan is Gaussian with E[x1|x0] = r + K x0, Cov = εK
+    """p0 = N(m0, A) → p1 = N(m1, B); the plan is Gaussian with E[x1|x0] = m1 + K (x0 − m0), Cov = εK
     (:func:`~workbench.methods.lightsb.gaussian_bridge`). Tensors are float64."""
 
     m0: torch.Tensor
@@ -80,15 +80,15 @@ class GaussianPair:
         return self.m1.float() + torch.randn(n, self.dim, generator=generator, dtype=torch.float32) @ self._chol[1].T
 
     @cached_property
-    def bridge(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(K, r, εK) of the closed-form plan."""
+    def bridge(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, εK) of the closed-form plan."""
         return gaussian_bridge(self.m0, self.A, self.m1, self.B, self.epsilon)
 
     def conditional_moments(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact E[x1 | x0] = r + K x0 and Cov[x1 | x0] = εK: (N, D) -> (N, D), (N, D, D), float64."""
-        K, r, cov = self.bridge
+        """Exact E[x1 | x0] = m1 + K (x0 − m0) and Cov[x1 | x0] = εK: (N, D) -> (N, D), (N, D, D), float64."""
+        K, cov = self.bridge
         x0 = x0.to(torch.float64)
-        return r + x0 @ K.T, cov.expand(x0.shape[0], -1, -1)
+        return self.m1 + (x0 - self.m0) @ K.T, cov.expand(x0.shape[0], -1, -1)
 
     @cached_property
     def test_points(self) -> torch.Tensor:

@@ -80,21 +80,22 @@ def mixture_moments(weights: torch.Tensor, means: torch.Tensor,
 
 
 def gaussian_bridge(m0: torch.Tensor, A: torch.Tensor, m1: torch.Tensor, B: torch.Tensor,
-                    epsilon: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form entropic OT plan between p0 = N(m0, A) and p1 = N(m1, B) (Janati et al. 2020 with
     σ² = ε; ``get_C_sigma`` in EntropicOTBenchmark's Gaussian notebook):
 
         K = A^{-½} [(A^½ B A^½ + ε²/4 I)^½ − ε/2 I] A^{-½}
-        E[x1 | x0] = r + K x0,   r = m1 − K m0
+        E[x1 | x0] = m1 + K (x0 − m0)
         Cov[x1 | x0] = ε K
 
-    Identities: K A K + ε K = B, and the plan is exactly a one-component LightSB with S = K and this r.
-    Returns (K, r, εK) with shapes (D, D), (D,), (D, D)."""
+    Identities: K A K + ε K = B, and the plan is exactly a one-component LightSB with S = K and
+    r = m1 − K m0. K and the covariance do not depend on the means, which only enter E[x1 | x0].
+    Returns (K, εK), both (D, D)."""
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     A_half, A_neg_half = sym_power(A, 0.5), sym_power(A, -0.5)
     K = A_neg_half @ (sym_power(A_half @ B @ A_half + epsilon**2 / 4 * eye, 0.5) - epsilon / 2 * eye) @ A_neg_half
     K = 0.5 * (K + K.mT)
-    return K, m1 - K @ m0, epsilon * K
+    return K, epsilon * K
 
 
 class LightSB(nn.Module):
