@@ -209,6 +209,8 @@ def step_table(n: int, args) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     errors: list[str] = []
     for c in configs():
+        if args.only and not any(word.lower() in c.name.lower() for word in args.only.split(",")):
+            continue
         t, b = step_times(c, n, NO_REFRESH, args.steps, args.warmup, args.device, errors)
         refresh = "–"
         if c.refreshes:
@@ -253,6 +255,7 @@ def main() -> None:
     parser.add_argument("--refresh-steps", type=int, default=3, help="timed steps with update_proj_gap = 1")
     parser.add_argument("--refresh-repeats", type=int, default=10, help="repeats of each projector refresh")
     parser.add_argument("--refresh-shapes", default="2048x2048,1024x4096")
+    parser.add_argument("--only", default="", help="comma-separated parts of optimizer names to run (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()

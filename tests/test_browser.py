@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -212,6 +213,9 @@ def jupyterlab(tmp_path_factory, toy_dir):
     settings = root / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    notebook_settings = root / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)  # every cell in the DOM (no virtual scrolling), so all can be checked
+    (notebook_settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     port, log = free_port(), root / "lab.log"
     env = subprocess_env(JUPYTER_CONFIG_DIR=str(root / "config"), JUPYTER_DATA_DIR=str(root / "data"),
                          JUPYTER_RUNTIME_DIR=str(root / "runtime"), WORKBENCH_DB=str(root / "runs.db"),
@@ -229,54 +233,74 @@ def jupyterlab(tmp_path_factory, toy_dir):
         stop_process(lab)
 
 
-def run_all_cells(page, url: str, timeout_s: float) -> None:
-    """Open a notebook, wait for its kernel, Run > Run All Cells, wait until every cell ran (failing
-    early, with the error, when a cell raises: Run All stops there)."""
+def run_all_cells(page, base: str, notebook: str, timeout_s: float):
+    """Open ``notebook`` in a fresh layout, wait for its kernel, Run > Run All Cells, wait until every
+    cell ran (failing early, with the error, when a cell raises: Run All stops there). Returns the
+    notebook's panel (a locator) to look into."""
     from playwright.sync_api import expect
 
-    page.goto(url)
-    expect(page.locator(".jp-Notebook")).to_be_visible()
+    page.goto(f"{base}/lab/tree/{notebook}?reset")  # ?reset: no tabs restored from an earlier test
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(panel).to_have_count(1)
+    expect(page.get_by_role("tab", name=notebook).first).to_be_visible()
     expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible()  # the kernel is connected
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.locator("li[data-command='runmenu:run-all']").click()
-    prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputPrompt")
+    prompts = panel.locator(".jp-CodeCell .jp-InputPrompt")  # textContent: off-screen cells too
     idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
     deadline = time.monotonic() + timeout_s
     page.wait_for_timeout(1000)
     while time.monotonic() < deadline:
-        texts = prompts.all_inner_texts()
-        ran = all(re.search(r"\[\d+\]", t) for t in texts)
-        if idle.count() and (ran or error_outputs(page)):
+        ran = all(re.search(r"\[\d+\]", t) for t in prompts.all_text_contents())
+        if idle.count() and (ran or error_outputs(panel)):
             break
         page.wait_for_timeout(1000)
     else:
-        raise AssertionError(f"cells not run after {timeout_s} s: prompts {prompts.all_inner_texts()}, "
-                             f"errors {error_outputs(page)}")
-    assert error_outputs(page) == []
-    assert all(re.search(r"\[\d+\]", t) for t in prompts.all_inner_texts()), prompts.all_inner_texts()
+        shot = Path(tempfile.mkdtemp(prefix="workbench-lab-")) / "timeout.png"
+        page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"cells not run after {timeout_s} s: prompts {prompts.all_text_contents()}, "
+                             f"errors {error_outputs(panel)}; screenshot {shot}")
+    assert error_outputs(panel) == []
+    assert all(re.search(r"\[\d+\]", t) for t in prompts.all_text_contents()), prompts.all_text_contents()
+    return panel
 
 
-def error_outputs(page) -> list[str]:
-    texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+def error_outputs(scope) -> list[str]:
+    texts = scope.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_text_contents()
     return [t for t in texts if "Traceback" in t or "Error" in t]
+
+
+def shutdown_kernels(base: str) -> None:
+    """End every kernel session (frees the CPU for the next test)."""
+    with urllib.request.urlopen(f"{base}/api/sessions", timeout=10) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        request = urllib.request.Request(f"{base}/api/sessions/{session['id']}", method="DELETE")
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except OSError:
+            pass
 
 
 def test_jupyterlab_toy_panel_renders_and_runs(browser, jupyterlab):
     from playwright.sync_api import expect
 
+    from workbench.store import RunStore
+
     url, notebook_dir = jupyterlab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
-    run_all_cells(page, f"{url}/lab/tree/browser_toy.ipynb", 60)
-    expect(page.locator(".jp-OutputArea-output [data-root-id]").first).to_be_attached()
-    run = page.locator(".jp-OutputArea-output").get_by_role("button", name="Run", exact=True)
-    expect(run).to_be_enabled()
-    run.click()  # the periodic refresh works in the kernel too
-    expect(page.get_by_text("step 40 / 40")).to_be_visible()
-    expect(page.get_by_text("status: finished")).to_be_visible()
-    page.close()
-    from workbench.store import RunStore
-
+    try:
+        notebook = run_all_cells(page, url, "browser_toy.ipynb", 60)
+        expect(notebook.locator(".jp-OutputArea-output [data-root-id]").first).to_be_attached()
+        run = notebook.locator(".jp-OutputArea-output").get_by_role("button", name="Run", exact=True)
+        expect(run).to_be_enabled()
+        run.click()  # the periodic refresh works in the kernel too
+        expect(notebook.get_by_text("step 40 / 40")).to_be_visible()
+        expect(notebook.get_by_text("status: finished")).to_be_visible()
+    finally:
+        page.close()
+        shutdown_kernels(url)
     assert [r.status for r in RunStore(notebook_dir / "runs.db").list()] == ["finished"]
 
 
@@ -288,7 +312,12 @@ def test_jupyterlab_lightsb_notebook(browser, jupyterlab):
         pytest.skip("notebooks/lightsb.ipynb does not exist yet")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
-    run_all_cells(page, f"{url}/lab/tree/lightsb.ipynb", 300)
-    expect(page.locator(".jp-OutputArea-output [data-root-id]").first).to_be_attached()
-    expect(page.locator(".jp-OutputArea-output").get_by_role("button", name="Run", exact=True)).to_be_visible()
-    page.close()
+    try:
+        notebook = run_all_cells(page, url, "lightsb.ipynb", 300)
+        expect(notebook.locator(".jp-OutputArea-output [data-root-id]").first).to_be_attached()
+        run = notebook.locator(".jp-OutputArea-output").get_by_role("button", name="Run", exact=True)
+        expect(run, "the panel did not render; offline, Panel's JS must be inlined: "
+                    "pn.extension('plotly', inline=True)").to_be_visible()
+    finally:
+        page.close()
+        shutdown_kernels(url)

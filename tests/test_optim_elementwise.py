@@ -112,7 +112,7 @@ def test_lamb_with_trust_ratio_one_is_adam(seed):
     [([[3.0, 4.0]], 10.0, 5.0), ([[3.0, 4.0]], 2.0, 2.0), ([[3.0, 4.0]], None, 5.0), ([[0.0, 0.0]], 10.0, None)],
 )
 def test_lamb_trust_ratio_by_hand(W0, clamp_value, ratio_numerator):
-    # one step, eps = 0, no debias: r = m/√v = g(1−β1)/(|g|√(1−β2)) = sign(g)·0.1/√0.001; with g = (1, −1):
+    # one step, eps = 0, no debias: r = m/√v = g(1−β1)/(|g|√(1−β2)) = sign(g)·0.1/√0.001, g = (1, −1)
     lr, wd = 0.01, 0.1
     W = torch.nn.Parameter(torch.tensor(W0))
     W.grad = torch.tensor([[1.0, -1.0]])
@@ -180,6 +180,16 @@ def test_quantize_error_bound_and_absmax(n, signed, dtype, seed):
     assert torch.equal(q.long(), torch.bucketize(y, (code[1:] + code[:-1]) / 2))
     distance = (y[:, None] - code[None, :]).abs()  # (n, 256)
     assert (distance.gather(1, q.long()[:, None]).squeeze(1) <= distance.min(dim=1).values + 1e-7).all()
+
+
+def test_quantize_large_tensors_split_gathers_over_threads(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # three uneven pieces per gather
+    code = dynamic_map(True)
+    x = torch.randn(2**17 + 5, generator=torch.Generator().manual_seed(0))
+    q, absmax = quantize_blockwise(x, code)
+    a = absmax.repeat_interleave(256)[: x.numel()]
+    assert torch.equal(q.long(), torch.bucketize(x * (1 / a), (code[1:] + code[:-1]) / 2))
+    assert torch.equal(dequantize_blockwise(q, absmax, code), code[q.long()] * a)
 
 
 def test_quantize_lut_rounding_error_bound():

@@ -176,10 +176,10 @@ def make_params(shapes, seed=0, dtype=torch.float32):
     return [torch.nn.Parameter(torch.randn(s, generator=g).to(dtype)) for s in shapes]
 
 
-def make_optimizer(name, projected, plain, **kwargs):
+def make_optimizer(name, projected, plain):
     """The projected params in a group with the method's options, the plain ones in a group with projection off."""
     cls, options, key = OPTIMIZERS[name]
-    return cls([{"params": projected, **options}, {"params": plain, key: None}], lr=1e-2, weight_decay=0.1, **kwargs)
+    return cls([{"params": projected, **options}, {"params": plain, key: None}], lr=1e-2, weight_decay=0.1)
 
 
 def train(params, opt, start, stop):

@@ -159,7 +159,7 @@ class Optimizers(Experiment):
             done = step
             if step == 1:
                 memory = {n: state_bytes(optimizers[n]) for n in names}  # states exist after the first step
-            if step % eval_every == 0 or step == total:
+            if (step % eval_every == 0 or step == total) and not stop.is_set():  # after Stop: no more work
                 for n in names:
                     value = task.evaluate(models[n])["distance"] if two_d else task.probe(models[n])
                     curves[n]["eval_step"].append(step)

@@ -107,8 +107,7 @@ class AdamW8bit(Optimizer):
                     p.copy_(W)
 
                 if quantized:
-                    state["exp_avg"], state["exp_avg_absmax"] = quantize_blockwise(m, code_m, rounding=group["rounding"])
-                    state["exp_avg_sq"], state["exp_avg_sq_absmax"] = quantize_blockwise(
-                        v, code_v, rounding=group["rounding"]
-                    )
+                    rounding = group["rounding"]
+                    state["exp_avg"], state["exp_avg_absmax"] = quantize_blockwise(m, code_m, rounding=rounding)
+                    state["exp_avg_sq"], state["exp_avg_sq_absmax"] = quantize_blockwise(v, code_v, rounding=rounding)
         return loss

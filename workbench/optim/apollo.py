@@ -58,8 +58,9 @@ def limit_norm_growth(G: torch.Tensor, state: dict) -> None:
     norm = torch.linalg.vector_norm(G)
     if "limiter_norm" in state:
         gamma = torch.clamp(norm / (state["limiter_norm"] + 1e-8), min=1.01) / 1.01
-        G.div_(gamma)
-        norm = norm / gamma
+        if gamma > 1:  # γ = 1 exactly when the norm grew by less than 1 %: nothing to divide
+            G.div_(gamma)
+            norm = norm / gamma
     state["limiter_norm"] = norm
 
 
@@ -101,11 +102,11 @@ class APOLLO(SubspaceAdam):
         N, alpha = adam_direction(state, R, group["lr"], group["betas"], group["eps"], self.eps_scaled)
         G_tilde = G * scaling_factor(R, N, group["scale_type"], right_side(G.shape))  # (m, n)
         root_scale = math.sqrt(group["scale"])
-        if group["scale_front"]:
+        if group["scale_front"] and root_scale != 1:
             G_tilde.mul_(root_scale)
         if not group["disable_nl"]:
             limit_norm_growth(G_tilde, state)
-        if not group["scale_front"]:
+        if not group["scale_front"] and root_scale != 1:
             G_tilde.mul_(root_scale)
         p.add_(G_tilde, alpha=-alpha)
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from workbench.optim.quantization import ROUNDINGS
+
 # key: (low, high, low included, high included); a group value of None is not checked
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "lr": (0.0, math.inf, True, False),
@@ -27,7 +29,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "scale": (0.0, math.inf, False, False),
 }
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "rounding": ("nearest", "bnb_lut"),
+    "rounding": ROUNDINGS,
 }
 
 

@@ -24,7 +24,8 @@ Deliberate differences from galore-torch:
 - `rank` must satisfy 1 ≤ r ≤ min(m, n) for every matrix of the group (galore-torch silently
   truncates); checked at construction.
 - The state holds P as a plain tensor (plus ints), so `state_dict()` loads with weights_only=True;
-  galore-torch stores a projector object. P is copied out of the SVD's Vᵀ rather than kept as a view.
+  galore-torch stores a projector object. P is copied out of the SVD's Vᵀ rather than kept as a
+  view (galore-torch's view keeps all of Vᵀ alive: twice the state for a square layer).
 - The SVD runs in float32 or wider: float64 gradients are not rounded to float32 first.
 """
 

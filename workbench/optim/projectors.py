@@ -111,7 +111,7 @@ def refresh(G: torch.Tensor, state: dict, kind: str, rank: int) -> torch.Tensor:
         score = torch.linalg.vector_norm(S, ord=1, dim=0 if right else 1)  # (size,)
         idx = torch.topk(score, rank, sorted=False).indices  # (r,)
         state["dct_idx"] = idx.to(torch.int32)
-        return S[:, idx] if right else S[idx]  # the selected coefficients: no second product
+        return S.index_select(1 if right else 0, idx)  # the selected coefficients: no second product
     if kind == "randperm":
         state["coord_idx"] = torch.randperm(size, generator=_generator(state, G.device), device=G.device)[:rank]
         return project(G, state)
@@ -137,7 +137,7 @@ def _dense(state: dict, shape: tuple[int, ...], dtype: torch.dtype, device: torc
     """P for the kinds that store it, else built from the cached DCT basis: Q[:, idx]ᵀ (right) or Q[:, idx] (left)."""
     if "P" in state:
         return state["P"]
-    B = dct_basis(min(shape), dtype, device)[:, state["dct_idx"]]  # (size, r)
+    B = dct_basis(min(shape), dtype, device).index_select(1, state["dct_idx"])  # (size, r): Q[:, idx]
     return B.T if right_side(shape) else B
 
 

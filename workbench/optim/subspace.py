@@ -122,7 +122,10 @@ class SubspaceAdam(Optimizer):
         G = p.grad  # (m, n)
         R, _ = self._project(G, state, group)  # (m, r) or (r, n)
         N, alpha = adam_direction(state, R, group["lr"], group["betas"], group["eps"], self.eps_scaled)
-        p.add_(project_back(N, state, G.shape).mul_(group["scale"]), alpha=-alpha)
+        back = project_back(N, state, G.shape)  # (m, n)
+        if group["scale"] != 1:
+            back.mul_(group["scale"])
+        p.add_(back, alpha=-alpha)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
