@@ -317,7 +317,7 @@ def test_jupyterlab_lightsb_notebook(browser, jupyterlab):
         expect(notebook.locator(".jp-OutputArea-output [data-root-id]").first).to_be_attached()
         run = notebook.locator(".jp-OutputArea-output").get_by_role("button", name="Run", exact=True)
         expect(run, "the panel did not render; offline, Panel's JS must be inlined: "
-                    "pn.extension('plotly', inline=True)").to_be_visible()
+                    "pn.extension('plotly', inline=True)").to_be_visible(timeout=30_000)
     finally:
         page.close()
         shutdown_kernels(url)
