@@ -76,3 +76,10 @@ def test_seed_makes_runs_reproducible():
     seed_everything(5)
     assert torch.equal(a, torch.randn(3))
     assert not math.isnan(a.sum().item())
+
+
+def test_list_parameters_parse_comma_separated_cli_values():
+    experiment = configure("optimizers", optimizers="adamw, lion")
+    assert experiment.optimizers == ["adamw", "lion"]
+    with pytest.raises(ConfigError, match="'optimizers' = 'adamw,nosuch' is not allowed; expected a comma-separated list"):
+        configure("optimizers", optimizers="adamw,nosuch")

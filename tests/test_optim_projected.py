@@ -41,6 +41,15 @@ def test_dct_basis_is_scipys_orthonormal_dct2(n):
     np.testing.assert_allclose((Q @ Q.T).numpy(), np.eye(n), atol=1e-13)
 
 
+@pytest.mark.parametrize("shape", [(7, 5), (5, 7), (8, 8), (9, 1), (1, 6), (16, 12)])
+def test_fft_dct3_equals_the_product_with_the_basis(shape):
+    """dct3(G, 1) = G Q and dct3(G, 0) = Qᵀ G: Makhoul's FFT gives the alignments without the O(n²) product."""
+    G = grad(shape, 2)
+    for dim in (0, 1):
+        Q = projectors.dct_basis(shape[dim], torch.float64, torch.device("cpu"))
+        torch.testing.assert_close(projectors.dct3(G, dim), G @ Q if dim == 1 else Q.T @ G, atol=1e-13, rtol=0)
+
+
 @pytest.mark.parametrize("kind", ["svd", "orthogonal", "random"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_stored_projection_matrix_shape_and_orthonormality(kind, shape):

@@ -16,6 +16,15 @@ TINY_LM = dict(task="lm", steps=3, batch_size=4, d_model=16, n_layers=1, n_heads
 EVAL = {"digits": "test_accuracy", "lm": "val_loss", "quadratic": "distance", "rosenbrock": "distance"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is as fast, and two threads on a busy 2-core CPU can be 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def available(name: str) -> bool:
     """adamw and sgd come from torch; the others from workbench.optim (skip until they exist)."""
     if name in ("adamw", "sgd"):

@@ -178,6 +178,8 @@ def get(name: str) -> type[Experiment]:
 
 def describe_allowed(p: param.Parameter) -> str:
     """A human description of the values a parameter allows."""
+    if isinstance(p, param.ListSelector):
+        return "a comma-separated list of " + ", ".join(repr(o) for o in p.objects)
     if isinstance(p, param.Selector):
         return "one of " + ", ".join(repr(o) for o in p.objects)
     if isinstance(p, param.Boolean):
@@ -217,6 +219,8 @@ def coerce(p: param.Parameter, value: Any) -> Any:
         if not math.isfinite(number):
             raise ValueError(text)
         return number
+    if isinstance(p, param.ListSelector):
+        return [coerce(param.Selector(objects=p.objects), item) for item in text.split(",") if item.strip()]
     if isinstance(p, param.Selector):
         for option in p.objects:
             if str(option) == text:

@@ -8,8 +8,9 @@ A gradient G ∈ R^{m×n} is compressed on its smaller side (GaLore's `proj_type
 `refresh` chooses P from the current gradient; the kinds are
 
     svd         rows of Vᵀ / columns of U of the truncated SVD G = U S Vᵀ      GaLore (Zhao et al. 2024)
-    dct         the r columns of the orthonormal DCT-II basis Q with the      DCT-AdamW (arXiv 2505.17967)
-                largest ℓ1 alignment ‖G Q[:, j]‖₁ (or ‖Q[:, j]ᵀ G‖₁)
+    dct         the r columns of the orthonormal DCT-II matrix Q with the     DCT-AdamW (arXiv 2505.17967)
+                largest ℓ1 alignment ‖G Q[:, j]‖₁ (or ‖Q[:, j]ᵀ G‖₁); all n
+                alignments at once by FFT (`dct3`), not by the product G Q
     random      entries N(0, 1/r), not orthonormal; seeded per parameter      APOLLO (Zhu et al. 2024)
     orthogonal  Q factor of a seeded Gaussian: a uniformly random subspace    FRUGAL's `proj_type='random'`
     randperm    r random coordinates (P = rows / columns of the identity)     FRUGAL's `proj_type='randperm'`
@@ -82,6 +83,42 @@ def dct_basis(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return Q.to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=None)
+def _dct3_tables(n: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Makhoul's twiddles a_k·e^{iπk/(2n)}, k ≤ n/2 (a_0 = √n, a_k = √(n/2)), and his output order."""
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)
+    a = torch.full_like(k, math.sqrt(n / 2))
+    a[0] = math.sqrt(n)
+    twiddle = torch.polar(a, math.pi * k / (2 * n)).to(dtype=dtype.to_complex(), device=device)  # (n//2+1,)
+    j = torch.arange(n)
+    order = torch.empty(n, dtype=torch.long)
+    order[0::2] = j[: (n + 1) // 2]
+    order[1::2] = (n - 1 - j)[: n // 2]
+    return twiddle, order.to(device)
+
+
+def dct3(X: torch.Tensor, dim: int) -> torch.Tensor:
+    """X Q (dim=1) or Qᵀ X (dim=0), Q = dct_basis(n): the orthonormal DCT-III along `dim`, by FFT.
+
+    Makhoul (1980, IEEE TASSP 28(1)), inverse DCT with one real FFT of length n, O(n log n) per
+    line instead of the product's O(n²); equal to the product up to rounding:
+
+        W_k = a_k·x_k − i·a_{n−k}·x_{n−k}   (x_n = 0),   v = irfft(e^{iπk/(2n)}·W),   y_{2j} = v_j,  y_{2j+1} = v_{n−1−j}
+
+    Computed in float32 at least; returns that dtype.
+    """
+    n, h = X.shape[dim], X.shape[dim] // 2 + 1
+    work = torch.promote_types(X.dtype, torch.float32)
+    twiddle, order = _dct3_tables(n, work, X.device)
+    X = X.to(work)
+    head = X.narrow(dim, 0, h)  # x_0 … x_{n/2}
+    tail = torch.cat([torch.zeros_like(X.narrow(dim, 0, 1)), X.narrow(dim, n - h + 1, h - 1).flip(dim)], dim)  # x_n=0, x_{n−1}, …
+    shape = [1] * X.ndim
+    shape[dim] = h
+    W = torch.complex(head, tail.neg_()).mul_(twiddle.view(shape))  # (…, n//2+1, …)
+    return torch.fft.irfft(W, n=n, dim=dim).index_select(dim, order)
+
+
 def next_seed(seed: int) -> int:
     """APOLLO's seed chain: the last of 15 draws of randint(0, 2⁶³ − 1) from a CPU generator seeded with `seed`."""
     generator = torch.Generator().manual_seed(seed)
@@ -106,12 +143,11 @@ def refresh(G: torch.Tensor, state: dict, kind: str, rank: int) -> torch.Tensor:
     size = n if right else m  # the compressed side
 
     if kind == "dct":
-        Q = dct_basis(size, G.dtype, G.device)  # (size, size)
-        S = G @ Q if right else Q.T @ G  # (m, n) coefficients of G in the basis
+        S = dct3(G, 1 if right else 0)  # (m, n) = G Q or Qᵀ G: coefficients of G in the basis
         score = torch.linalg.vector_norm(S, ord=1, dim=0 if right else 1)  # (size,)
         idx = torch.topk(score, rank, sorted=False).indices  # (r,)
         state["dct_idx"] = idx.to(torch.int32)
-        return S.index_select(1 if right else 0, idx)  # the selected coefficients: no second product
+        return S.index_select(1 if right else 0, idx).to(G.dtype)  # the selected coefficients: no second product
     if kind == "randperm":
         state["coord_idx"] = torch.randperm(size, generator=_generator(state, G.device), device=G.device)[:rank]
         return project(G, state)

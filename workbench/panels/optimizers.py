@@ -7,8 +7,8 @@
   trajectories on the contour plot of f, with the start and the known minimum x*;
 - top right: the periodic metric (test accuracy, validation loss, or ‖x − x*‖ on the 2-D tasks,
   where the loss curves move here);
-- bottom left: optimizer state memory per optimizer (bytes per parameter on the bars);
-- bottom right: a table of lr, mean ``optimizer.step()`` time, iteration time, state and last values.
+- bottom left: optimizer state memory per optimizer (bytes per parameter above the bars);
+- bottom right: a table of lr, mean ``optimizer.step()`` time, iteration time, state and the last periodic metric.
 
 Payload keys: ``task``, ``optimizers``, ``curves`` ({opt: {"step", "loss", "eval_step", "eval"}}),
 ``eval_name``, ``state_bytes``, ``step_ms``, ``iter_ms``, ``lrs``, ``n_params``; 2-D tasks add
@@ -117,9 +117,10 @@ def optimizers_plot(event) -> go.Figure:
     n_params = payload.get("n_params") or 0
     per_param = [memory.get(n, 0) / n_params if n_params else float("nan") for n in names]
     fig.add_trace(go.Bar(x=names, y=[memory.get(n, 0) for n in names], marker_color=[color(n) for n in names],
-                         text=[f"{b:.2f} B/param" if n_params else _bytes(memory.get(n, 0)) for n, b in zip(names, per_param)],
-                         textposition="auto", name="state bytes", showlegend=False), row=2, col=1)
-    fig.update_yaxes(title_text="bytes", row=2, col=1)
+                         text=[f"{b:.2f}" if n_params else _bytes(memory.get(n, 0)) for n, b in zip(names, per_param)],
+                         textposition="outside", textangle=0, cliponaxis=False, name="state bytes",
+                         showlegend=False), row=2, col=1)
+    fig.update_yaxes(title_text="bytes (labels: per parameter)" if n_params else "bytes", row=2, col=1)
 
     def last(values: list) -> str:
         return f"{values[-1]:.4g}" if values else ""
@@ -131,11 +132,13 @@ def optimizers_plot(event) -> go.Figure:
         "step ms": [f"{step_ms[n]:.3f}" if n in step_ms else "" for n in names],
         "iter ms": [f"{iter_ms[n]:.3f}" if n in iter_ms else "" for n in names],
         "state": [_bytes(memory.get(n, 0)) for n in names],
-        "loss": [last(curves[n]["loss"]) for n in names],
         eval_title or "eval": [last(curves[n]["eval"]) for n in names],
     }
-    fig.add_trace(go.Table(header={"values": list(columns), "fill_color": "#eeeeee", "align": "left"},
-                           cells={"values": list(columns.values()), "align": "left"}), row=2, col=2)
+    fig.add_trace(go.Table(columnwidth=[1.3, 0.8, 0.8, 0.8, 1.1, 1.1],
+                           header={"values": list(columns), "fill_color": "#eeeeee", "align": "left",
+                                   "font": {"size": 11}, "height": 22},
+                           cells={"values": list(columns.values()), "align": "left", "font": {"size": 11},
+                                  "height": 20}), row=2, col=2)
 
     step, total = getattr(event, "step", None), getattr(event, "total", None)
     title = f"optimizers on {task}" + (f" — step {step} / {total}" if step is not None else "")
