@@ -2,8 +2,8 @@
 
 An experiment is a ``param.Parameterized`` class whose parameters (types, bounds,
 choices, docs) are declared once. The same declaration builds the panel form,
-validates CLI ``-p key=value`` overrides and papermill-injected values, and
-expands sweeps. The constructor only stores parameters; work happens in
+and validates CLI ``-p key=value`` overrides and papermill-injected values. The
+constructor only stores parameters; work happens in
 :meth:`Experiment.run`, a plain loop that reports through ``progress`` and checks
 ``stop``. It never touches widgets.
 
