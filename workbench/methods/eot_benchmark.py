@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from workbench.methods.lightsb import gaussian_bridge, mixture_moments, sample_categorical
+from workbench.methods.lightsb import gaussian_bridge, mixture_moments
 
 N_COMPONENTS = 5  # M, components of the benchmark potential
 N_TEST_POINTS = 1000
@@ -89,109 +89,6 @@ class GaussianPair:
         K, cov = self.bridge
         x0 = x0.to(torch.float64)
         return self.m1 + (x0 - self.m0) @ K.T, cov.expand(x0.shape[0], -1, -1)
-
-    @cached_property
-    def test_points(self) -> torch.Tensor:
-        """m0 + A^½ z for the fixed standard-normal z of the mixture benchmark, (1000, D) float64."""
-        return self.m0 + _test_points(self.dim) @ torch.linalg.cholesky(self.A).T
-
-    @property
-    def y_var(self) -> float:
-        """tr Cov P1 = tr B, exact."""
-        return float(self.B.trace())
-
-
-@dataclass
-class MixtureBenchmark(_StandardNormalSource):
-    """The Gaussian-mixture EOT benchmark pair: P0 = N(0, I), potential φ = Σ_m p_m N(μ_m, Σ_m).
-
-    Fields are the potential (float64): ``weights`` (M,), ``means`` (M, D), ``covs`` (M, D, D)."""
-
-    weights: torch.Tensor
-    means: torch.Tensor
-    covs: torch.Tensor
-    epsilon: float
-    seed: int = 0
-    rotated: bool = False
-    plan: dict[str, torch.Tensor] = field(init=False, repr=False)
-
-    @classmethod
-    def generate(cls, dim: int, epsilon: float, seed: int = 0, rotated: bool = False) -> "MixtureBenchmark":
-        """The workbench's seed-exact recipe: ``rng = default_rng([seed, D, round(1000 ε)])``, M = 5;
-        p ~ Dirichlet(5·1), μ ~ U(−3, 3)^{M×D}; per component λ_m = min(ε, 1)·U(0.1, 0.5)^D and, in the
-        rotated variant right after λ_m, Q_m from the QR of a standard normal (D, D) (columns' signs fixed
-        by diag R): Σ_m = Q_m diag(λ_m) Q_mᵀ; axis-aligned: Σ_m = diag(λ_m)."""
-        rng = np.random.default_rng([seed, dim, round(epsilon * 1000)])
-        p = rng.dirichlet(5 * np.ones(N_COMPONENTS))
-        mu = rng.uniform(-3, 3, size=(N_COMPONENTS, dim))
-        covs = []
-        for _ in range(N_COMPONENTS):
-            lam = min(epsilon, 1) * rng.uniform(0.1, 0.5, size=dim)
-            if rotated:
-                Q, R = np.linalg.qr(rng.standard_normal((dim, dim)))
-                Q = Q * np.sign(np.diag(R))
-                covs.append(Q @ np.diag(lam) @ Q.T)
-            else:
-                covs.append(np.diag(lam))
-        return cls(torch.from_numpy(p), torch.from_numpy(mu), torch.from_numpy(np.stack(covs)),
-                   epsilon=float(epsilon), seed=seed, rotated=rotated)
-
-    def __post_init__(self):
-        """Precompute the plan's pieces straight from the formulas above (float64), independently of LightSB:
-        Σ' = (Σ⁻¹ + I/ε)⁻¹, b = Σ'Σ⁻¹μ, G = Σ'/ε, and for the weights log p_m + log N(x | μ_m, Σ_m + εI) the
-        Cholesky factor W_m of the precision (Σ_m + εI)⁻¹ = W_m W_mᵀ. The per-component linear maps are
-        stacked side by side, (D, M·D), so that one matrix product applies all M of them."""
-        M, D = self.means.shape
-        eye = torch.eye(D, dtype=torch.float64)
-        Sigma_inv = torch.linalg.inv(self.covs)  # (M, D, D)
-        Sigma_prime = torch.linalg.inv(Sigma_inv + eye / self.epsilon)
-        Sigma_prime = 0.5 * (Sigma_prime + Sigma_prime.mT)
-        weight_cov = self.covs + self.epsilon * eye  # Σ + εI
-        W = torch.linalg.cholesky(torch.linalg.inv(weight_cov))  # (M, D, D)
-
-        def stacked(A):  # (M, D, D) -> (D, M·D) with (x @ stacked(A))[m·D + d] = (A_m x)_d
-            return A.permute(2, 0, 1).reshape(D, M * D)
-
-        self.plan = {
-            "whiten": stacked(W.mT),  # x ↦ W_mᵀ x
-            "whitened_means": (W.mT @ self.means.unsqueeze(-1)).squeeze(-1),  # (M, D)
-            "log_norm": self.weights.log() - 0.5 * torch.logdet(2 * math.pi * weight_cov),  # (M,)
-            "b": (Sigma_prime @ Sigma_inv @ self.means.unsqueeze(-1)).squeeze(-1),  # (M, D)
-            "gain": stacked(Sigma_prime / self.epsilon),  # x ↦ G_m x
-            "noise": stacked(torch.linalg.cholesky(Sigma_prime)),  # z ↦ chol(Σ'_m) z
-            "Sigma_prime": Sigma_prime,  # (M, D, D)
-        }
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    @cached_property
-    def _plan32(self) -> dict[str, torch.Tensor]:
-        return {k: v.float() for k, v in self.plan.items()}
-
-    def _components(self, x: torch.Tensor, plan: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """log w_m(x) up to a constant, log p_m − ½ log|2π(Σ_m + εI)| − ½ ‖W_mᵀ(x − μ_m)‖², (N, M), and the
-        component means b_m + G_m x, (N, M, D)."""
-        N, (M, D) = x.shape[0], plan["b"].shape
-        whitened = (x @ plan["whiten"]).view(N, M, D) - plan["whitened_means"]  # (N, M, D)
-        logits = plan["log_norm"] - 0.5 * whitened.square().sum(-1)
-        return logits, plan["b"] + (x @ plan["gain"]).view(N, M, D)
-
-    def sample_x1(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """y ~ P1: x ~ N(0, I), m ~ Categorical(w(x)), y = b_m + G_m x + chol(Σ'_m) z. (n, D) float32."""
-        x = self.sample_x0(n, generator)
-        plan = self._plan32
-        logits, means = self._components(x, plan)  # (n, M), (n, M, D)
-        m = sample_categorical(logits, generator)  # (n,)
-        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float32)
-        rows = torch.arange(n)
-        return means[rows, m] + (z @ plan["noise"]).view(means.shape)[rows, m]
-
-    def conditional_moments(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact mean and covariance of π*(· | x0): (N, D) -> (N, D), (N, D, D), float64."""
-        logits, means = self._components(x0.to(torch.float64), self.plan)
-        return mixture_moments(torch.softmax(logits, dim=-1), means, self.plan["Sigma_prime"])
 
     @cached_property
     def test_points(self) -> torch.Tensor:
