@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from itertools import chain
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -64,6 +64,14 @@ class Optimizer(torch.optim.Optimizer):
     indices or int64 seeds into floats; here each top-level state tensor gets back the dtype
     it was saved with (it is only moved to the parameter's device).
     """
+
+    @staticmethod
+    def _closure_loss(closure: Callable[[], float] | None) -> float | None:
+        """torch.optim's convention: re-evaluate the model (gradients enabled) and return its loss."""
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
