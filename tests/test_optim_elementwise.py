@@ -263,9 +263,43 @@ def test_adamw8bit_lut_matches_bitsandbytes():
     kw = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
     # bias-free: bitsandbytes' fp32 path for tensors < 4096 elements orders the same arithmetic
     # differently (ε·√bc2 added to √v), ~1e-8 apart per step; the 8-bit path agrees bit for bit
-    (ours,), _ = train(lambda ps: AdamW8bit(ps, rounding="bnb_lut", **kw), steps=20, shapes=((64, 128),))
+    # differently (ε·√bc2 added to √v), ~1e-8 apart per step; the 8-bit path agrees bit for bit.
+    # The torch path (fused=False): bitsandbytes' CPU step is torch ops too, with torch's sqrt
+    (ours,), _ = train(lambda ps: AdamW8bit(ps, rounding="bnb_lut", fused=False, **kw), steps=20, shapes=((64, 128),))
     (ref,), _ = train(lambda ps: bnb.optim.AdamW8bit(ps, **kw), steps=20, shapes=((64, 128),))
     assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "bnb_lut"])
+@pytest.mark.parametrize("shape", [(64, 128), (300, 257), (4101,), (3, 50, 70)])  # whole and partial last blocks
+def test_adamw8bit_fused_kernel_matches_torch_path(rounding, shape, monkeypatch):
+    """The compiled CPU pass against the torch ops, from the same gradients: moment codes and absmax
+    bit for bit; weights within an ulp per step (torch's CPU sqrt is not correctly rounded, ours is)."""
+    from workbench.kernels import adamw8bit_cpu
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # (300, 257): three uneven block ranges
+    calls = []
+    kernel = adamw8bit_cpu.adamw8bit_update_
+    monkeypatch.setattr(adamw8bit_cpu, "adamw8bit_update_", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    g = torch.Generator().manual_seed(1)
+    W0 = 0.1 * torch.randn(shape, generator=g)
+    params = {fused: torch.nn.Parameter(W0.clone()) for fused in (True, False)}
+    opts = {fused: AdamW8bit([p], lr=1e-2, rounding=rounding, fused=fused) for fused, p in params.items()}
+    steps = 8
+    for step in range(steps):
+        grad = torch.randn(shape, generator=g) * 10.0 ** -(step % 4)  # moments span magnitudes
+        if step == 2:
+            grad.view(-1)[:300] = 0.0  # an all-zero first block
+        for fused, p in params.items():
+            p.grad = grad.clone()
+            opts[fused].step()
+    assert len(calls) == steps  # the fused optimizer ran the kernel, every step
+    fused, plain = (opts[f].state[params[f]] for f in (True, False))
+    for key in ("exp_avg", "exp_avg_sq", "exp_avg_absmax", "exp_avg_sq_absmax"):
+        assert torch.equal(fused[key], plain[key]), key
+    W_fused, W_plain = params[True].detach(), params[False].detach()  # an ulp of max|W| per step at most
+    assert (W_fused - W_plain).abs().max() <= steps * torch.finfo(torch.float32).eps * W_plain.abs().max()
+    assert not torch.equal(params[True], W0)
 
 
 # ------------------------------------------------------------------------------- checkpoints

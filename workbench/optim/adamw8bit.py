@@ -23,6 +23,11 @@ copies bitsandbytes' CPU quantizer (a 65,536-point grid, see quantization.py) an
 bitsandbytes' CPU AdamW8bit bit for bit, at the cost of coarser small values (an exact 0 in m or v
 is stored as ≈2e-5·a). The two differ by about 0.5 % of the parameter movement after 20 steps
 (method note §6); the CUDA kernel of bitsandbytes was not compared.
+`fused` (constructor argument, as torch.optim's): True (default) runs the update of an 8-bit
+state on a contiguous fp32 CPU parameter as one compiled pass per 256-block
+(`workbench.kernels.adamw8bit_cpu`, same arithmetic, codes and absmax bit for bit; its square root is
+the correctly rounded one, torch's CPU sqrt is not, so weights can differ by an ulp per step).
+Everything else, and everything with fused=False, runs the torch ops below, on any device.
 Defaults as bitsandbytes: lr 1e-3, betas (0.9, 0.999), ε 1e-8, λ 1e-2.
 """
 
@@ -48,11 +53,13 @@ class AdamW8bit(Optimizer):
         weight_decay: float = 1e-2,
         min_8bit_size: int = 4096,
         rounding: str = "nearest",
+        fused: bool = True,
     ):
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, min_8bit_size=min_8bit_size, rounding=rounding
         )
         super().__init__(params, defaults)
+        self.fused = fused
         self.code_m, self.code_v = dynamic_map(signed=True), dynamic_map(signed=False)  # (256,) each
 
     @staticmethod
@@ -84,6 +91,15 @@ class AdamW8bit(Optimizer):
                     state.update(self._init_state(p, p.numel() >= group["min_8bit_size"]))
                 quantized = "exp_avg_absmax" in state
                 code_m, code_v = self.code_m.to(p.device), self.code_v.to(p.device)
+                state["step"] += 1
+                if quantized and self._runs_fused(p):
+                    from workbench.kernels.adamw8bit_cpu import adamw8bit_update_  # imports numba: only when used
+
+                    adamw8bit_update_(
+                        p, p.grad, state, code_m, code_v, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd,
+                        rounding=group["rounding"],
+                    )
+                    continue
                 if quantized:
                     m = dequantize_blockwise(state["exp_avg"], state["exp_avg_absmax"], code_m)
                     v = dequantize_blockwise(state["exp_avg_sq"], state["exp_avg_sq_absmax"], code_v)
@@ -91,8 +107,6 @@ class AdamW8bit(Optimizer):
                     m, v = state["exp_avg"], state["exp_avg_sq"]
                 W = p if p.dtype == torch.float32 else p.float()
                 g = p.grad.float()
-
-                state["step"] += 1
                 t = state["step"].item()
                 m.mul_(beta1).add_(g, alpha=1.0 - beta1)  # m ← β1·m + (1 − β1)·g
                 v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # v ← β2·v + (1 − β2)·g²
@@ -108,3 +122,8 @@ class AdamW8bit(Optimizer):
                     state["exp_avg"], state["exp_avg_absmax"] = quantize_blockwise(m, code_m, rounding=rounding)
                     state["exp_avg_sq"], state["exp_avg_sq_absmax"] = quantize_blockwise(v, code_v, rounding=rounding)
         return loss
+
+    def _runs_fused(self, p: torch.Tensor) -> bool:
+        """The compiled CPU pass applies: fused, and p and its gradient contiguous fp32 CPU tensors."""
+        tensors = (p, p.grad)
+        return self.fused and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)

@@ -65,9 +65,16 @@ def _blocks(flat: Tensor, block: int) -> Tensor:
     return (F.pad(flat, (0, pad)) if pad else flat).view(-1, block)
 
 
+def lookup_tables(code: Tensor, rounding: str, device: torch.device | str) -> tuple[Tensor, ...]:
+    """The rounding's tables for a code book: (first, threshold) for "nearest", (lut,) for "bnb_lut"."""
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r} is not allowed: choose one of {ROUNDINGS}")
+    return _tables(code.detach().float().cpu().numpy().tobytes(), rounding, str(device))
+
+
 @functools.lru_cache(maxsize=16)
 def _tables(code_bytes: bytes, rounding: str, device: str) -> tuple[Tensor, ...]:
-    """Lookup tables of one code book (cached on its bytes): see the module docstring."""
+    """Lookup tables of one code book, cached on its bytes: see the module docstring."""
     code = torch.frombuffer(bytearray(code_bytes), dtype=torch.float32)  # (256,)
     boundary = (code[:-1] + code[1:]) * 0.5  # (255,) decision boundaries between neighbours
     if rounding == "bnb_lut":
@@ -86,7 +93,7 @@ def _tables(code_bytes: bytes, rounding: str, device: str) -> tuple[Tensor, ...]
 
 
 @functools.lru_cache(maxsize=None)
-def _pool(threads: int) -> ThreadPoolExecutor:
+def thread_pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="workbench-gather")
 
 
@@ -102,7 +109,7 @@ def _gather(table: Tensor, index: Tensor) -> Tensor:
         return table.index_select(0, index)
     out = table.new_empty(index.shape)
     pieces = zip(index.tensor_split(threads), out.tensor_split(threads))
-    list(_pool(threads).map(lambda piece: torch.index_select(table, 0, piece[0], out=piece[1]), pieces))
+    list(thread_pool(threads).map(lambda piece: torch.index_select(table, 0, piece[0], out=piece[1]), pieces))
     return out
 
 
@@ -115,14 +122,12 @@ def quantize_blockwise(
     x: Tensor, code: Tensor, block: int = BLOCK, rounding: str = "nearest"
 ) -> tuple[Tensor, Tensor]:
     """x (any shape) -> (q uint8 of x's shape, absmax fp32 (⌈N/B⌉,)) with q_i = nearest code to x_i / a_b."""
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding={rounding!r} is not allowed: choose one of {ROUNDINGS}")
+    tables = lookup_tables(code, rounding, x.device)
     n = x.numel()
     blocks = _blocks(x.reshape(-1).float(), block)  # (nb, B)
     absmax = torch.maximum(blocks.amax(dim=1), blocks.amin(dim=1).neg())  # (nb,) a_b = max |x|
     inv = torch.where(absmax > 0, absmax.reciprocal(), 0.0)  # (nb,) 1/a_b, 0 for an all-zero block
     y = (blocks * inv[:, None]).view(-1)  # (nb·B,) x / a_b ∈ [−1, 1]
-    tables = _tables(code.detach().float().cpu().numpy().tobytes(), rounding, str(x.device))
     if rounding == "nearest":
         first, threshold = tables
         cell = _cell_of(y)  # (nb·B,) int32
