@@ -54,11 +54,16 @@ def scaling_factor(R: torch.Tensor, N: torch.Tensor, scale_type: str, right: boo
 
 
 def limit_norm_growth(G: torch.Tensor, state: dict) -> None:
-    """Fira's limiter, in place: G ← G/γ, γ = max(‖G‖/(‖G_prev‖ + 1e-8), 1.01)/1.01; keeps ‖G‖ in state."""
+    """Fira's limiter, in place: G ← G/γ, γ = max(‖G‖/(‖G_prev‖ + 1e-8), 1.01)/1.01; keeps ‖G‖ in state.
+
+    γ = 1 (nothing to divide: a pass over G saved) whenever the norm grew by less than 1 %;
+    otherwise γ is computed as apollo-torch computes it, so the result is the same bit for bit.
+    """
     norm = torch.linalg.vector_norm(G)
     if "limiter_norm" in state:
-        gamma = torch.clamp(norm / (state["limiter_norm"] + 1e-8), min=1.01) / 1.01
-        if gamma > 1:  # γ = 1 exactly when the norm grew by less than 1 %: nothing to divide
+        growth = norm / (state["limiter_norm"] + 1e-8)
+        if growth >= 1.01:
+            gamma = growth / 1.01
             G.div_(gamma)
             norm = norm / gamma
     state["limiter_norm"] = norm
