@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from numba.extending import intrinsic
 
-from workbench.optim.quantization import BLOCK, lookup_tables, thread_pool
+from workbench.optim.quantization import BLOCK, CELL_OFFSET, CELL_SHIFT, lookup_tables, thread_pool
 
 _SPLIT = 2**16  # tensors at least this long are split over threads
 f32 = np.float32
@@ -70,7 +70,7 @@ def _quantize_block(x, x_bits, n, absmax_bits, b, y, y_bits, first, threshold, l
         y[i] = x[i] * inv
     if nearest:
         for i in range(n):
-            cell = (y_bits[i] >> 15) + 65536  # sign, exponent and top 8 mantissa bits (quantization._cell_of)
+            cell = (y_bits[i] >> CELL_SHIFT) + CELL_OFFSET  # as quantization._cell_of
             q[i] = first[cell] + (y[i] > threshold[cell])
     else:
         for i in range(n):

@@ -40,6 +40,8 @@ ROUNDINGS = ("nearest", "bnb_lut")
 _LUT_SIZE = 65536  # bitsandbytes' CPU grid
 _GATHER_SPLIT = 2**16  # gathers at least this long are split over threads
 _MANTISSA_BITS = 8  # top mantissa bits kept in a "nearest" table cell (2^17 cells with sign and exponent)
+CELL_SHIFT = 31 - 8 - _MANTISSA_BITS  # low bits of an fp32 pattern dropped to get its cell
+CELL_OFFSET = 2 ** (8 + _MANTISSA_BITS)  # added to the arithmetic shift so that cells count from 0
 
 
 def dynamic_map(signed: bool = True) -> Tensor:
@@ -80,9 +82,8 @@ def _tables(code_bytes: bytes, rounding: str, device: str) -> tuple[Tensor, ...]
     if rounding == "bnb_lut":
         grid = torch.arange(_LUT_SIZE, dtype=torch.float32).mul(2.0).div(_LUT_SIZE - 1).add(-1.0)  # (65536,)
         return (torch.bucketize(grid, boundary).to(torch.uint8).to(device),)
-    shift = 31 - 8 - _MANTISSA_BITS  # bits dropped from each fp32 pattern
-    start = torch.arange(-(2**16), 2**16, dtype=torch.int32) << shift  # (2^17,) first pattern per cell
-    a, b = start.view(torch.float32), (start | (2**shift - 1)).view(torch.float32)
+    start = torch.arange(-CELL_OFFSET, CELL_OFFSET, dtype=torch.int32) << CELL_SHIFT  # (2^17,) first pattern per cell
+    a, b = start.view(torch.float32), (start | (2**CELL_SHIFT - 1)).view(torch.float32)
     lo, hi = torch.minimum(a, b), torch.maximum(a, b)  # (2^17,) value range of each cell
     first = torch.bucketize(lo, boundary)  # (2^17,) #{boundaries < lo} = code index of lo
     finite = (start >> 23) & 0xFF != 0xFF  # (2^17,) exponent not all ones: no inf/NaN in the cell
@@ -94,7 +95,7 @@ def _tables(code_bytes: bytes, rounding: str, device: str) -> tuple[Tensor, ...]
 
 @functools.lru_cache(maxsize=None)
 def thread_pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(threads, thread_name_prefix="workbench-gather")
+    return ThreadPoolExecutor(threads, thread_name_prefix="workbench")
 
 
 def _gather(table: Tensor, index: Tensor) -> Tensor:
@@ -115,7 +116,7 @@ def _gather(table: Tensor, index: Tensor) -> Tensor:
 
 def _cell_of(y: Tensor) -> Tensor:
     """Cell index in [0, 2^17) of each fp32 value: its sign, exponent and top mantissa bits, ordered as int32."""
-    return (y.view(torch.int32) >> (31 - 8 - _MANTISSA_BITS)).add_(2**16)
+    return (y.view(torch.int32) >> CELL_SHIFT).add_(CELL_OFFSET)
 
 
 def quantize_blockwise(
