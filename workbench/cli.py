@@ -96,7 +96,7 @@ def cmd_notebook(args) -> int:
             print(f"{name}: notebook failed: {type(error).__name__}: {str(error).strip()[-2000:]}", file=sys.stderr)
             output, run_id, status, report = getattr(error, "output", None), None, "failed", {"metrics": {}}
         row = {"experiment": name, "run": run_id, "status": status, "seconds": time.perf_counter() - start}
-        row.update(report["metrics"])
+        row.update(_chosen_metrics(report["metrics"], args.metrics, every=not args.all))
         row["notebook"] = str(output) if output else ""
         rows.append(row)
     print(format_table(rows))
@@ -114,6 +114,15 @@ def _has_notebook(name: str) -> bool:
         return False
 
 
+def _chosen_metrics(metrics: dict, patterns: str | None, every: bool) -> dict:
+    """The metrics whose names contain one of the comma-separated patterns; without patterns,
+    all of them (every=True: one experiment) or none (several: their columns would not fit)."""
+    if patterns is None:
+        return metrics if every else {}
+    parts = [p.strip() for p in patterns.split(",") if p.strip()]
+    return {k: v for k, v in metrics.items() if any(p in k for p in parts)}
+
+
 def cmd_runs(args) -> int:
     if args.name is not None:
         get(args.name)
@@ -122,7 +131,7 @@ def cmd_runs(args) -> int:
         row = {"id": run.id, "experiment": run.experiment, "status": run.status,
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)),
                "seconds": run.duration_s}
-        row.update(run.metrics)
+        row.update(_chosen_metrics(run.metrics, args.metrics, every=args.name is not None))
         rows.append(row)
     print(format_table(rows))
     return 0
@@ -138,6 +147,10 @@ def cmd_show(args) -> int:
                          for name, c in run.curves.items() if c["value"]}
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+METRICS_HELP = ("metric columns to show: comma-separated parts of their names, e.g. test_accuracy,val_loss "
+                "(default: all metrics of one experiment, none when several are listed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,10 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     notebook.add_argument("--output-dir", default="runs")
     notebook.add_argument("--timeout", type=float, default=1800, help="seconds per cell")
     notebook.add_argument("-q", "--quiet", action="store_true")
+    notebook.add_argument("--metrics", metavar="PARTS", help=METRICS_HELP)
     notebook.set_defaults(func=cmd_notebook)
 
     runs = add("runs", help="table of recorded runs")
     runs.add_argument("name", nargs="?")
+    runs.add_argument("--metrics", metavar="PARTS", help=METRICS_HELP)
     runs.set_defaults(func=cmd_runs)
 
     show = add("show", help="one run in full")
