@@ -132,12 +132,14 @@ def configs() -> list[Config]:
             torch_optimizer and (lambda ps, n, gap: torch_optimizer.Lamb(ps, lr=LR, debias=False)),
             "torch-optimizer",
         ),
+    ] + [
         Config(
-            "AdamW8bit",
-            lambda ps, n, gap: AdamW8bit(ps, lr=LR),
+            f"AdamW8bit{'' if fused else ' fused=False (torch ops)'}",
+            lambda ps, n, gap, fused=fused: AdamW8bit(ps, lr=LR, fused=fused),
             bitsandbytes and (lambda ps, n, gap: bitsandbytes.optim.AdamW8bit(ps, lr=LR)),
             "bitsandbytes",
-        ),
+        )
+        for fused in (True, False)
     ]
 
 
