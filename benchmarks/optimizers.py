@@ -153,19 +153,22 @@ def make_params(n: int, device: str) -> list[torch.nn.Parameter]:
 
 
 def median_seconds(fns: list[Callable[[], object]], repeats: int, warmup: int, device: str) -> list[float]:
-    """Median wall time of each fn, the fns called in turn (so load drift hits all of them alike)."""
+    """Median wall time of each fn, the fns called in turn (so load drift hits all of them alike),
+    in an order rotated every repeat: each fn follows each other one equally often, so none always
+    inherits the caches another left dirty."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for _ in range(warmup):
         for fn in fns:
             fn()
     times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, t in zip(fns, times):
+    for repeat in range(repeats):
+        for i in range(len(fns)):
+            k = (i + repeat) % len(fns)
             sync()
             start = time.perf_counter()
-            fn()
+            fns[k]()
             sync()
-            t.append(time.perf_counter() - start)
+            times[k].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
 
 
