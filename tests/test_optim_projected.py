@@ -3,7 +3,8 @@
 Ground truths: the SVD truncation (Eckart-Young) for GaLore's subspace, scipy's orthonormal DCT-II
 for the DCT basis, torch.optim.AdamW for FRUGAL with the whole space state-full, and each method's
 first update written out from its equations in float64. The cross-check against galore-torch and
-apollo-torch runs only where those packages are installed (it found max|Δp| = 0.0 after 20 steps).
+apollo-torch runs only where those packages are installed (after 20 steps it found max|Δp| = 0.0 for
+GaLore and at most 3.6e-7 for APOLLO, which folds its factors into s instead of rescaling G̃).
 """
 
 import io
@@ -15,7 +16,7 @@ import scipy.fft
 import torch
 
 from workbench.optim import APOLLO, FRUGAL, APOLLOMini, DCTAdamW, GaLoreAdamW, projectors, subspace
-from workbench.optim.apollo import limit_norm_growth, scaling_factor
+from workbench.optim.apollo import norm_growth_divisor, scaled_norm, scaling_factor
 from workbench.optim.projectors import project, project_back, refresh
 
 SHAPES = [(12, 5), (5, 12), (8, 8)]  # tall, wide, square
@@ -385,17 +386,22 @@ def test_apollo_scaling_factors_match_the_direct_formula(shape):
     torch.testing.assert_close(scaling_factor(R, N, "tensor", right), N.norm() / (R.norm() + 1e-8))
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_scaled_norm_is_the_norm_of_the_scaled_gradient(shape):
+    G, right = grad(shape, 0), shape[0] >= shape[1]
+    channel = torch.rand((shape[0], 1) if right else (1, shape[1]), dtype=G.dtype, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(scaled_norm(G, channel, "channel", right), (G * channel).norm())
+    torch.testing.assert_close(scaled_norm(G, torch.tensor(0.3, dtype=G.dtype), "tensor", right), (0.3 * G).norm())
+
+
 def test_norm_growth_limiter_caps_growth_at_one_percent():
-    state = {}
-    G = grad((4, 3), 0)
-    limit_norm_growth(G, state)
-    torch.testing.assert_close(state["limiter_norm"], G.norm())
-    big = 3 * G
-    limit_norm_growth(big, state)  # γ = (3/1.01), so ‖G̃‖ = 1.01·‖G_prev‖
-    torch.testing.assert_close(big.norm(), 1.01 * G.norm())
-    small = 0.5 * G
-    limit_norm_growth(small, state)  # shrinking passes untouched
-    torch.testing.assert_close(small, 0.5 * G)
+    state, norm = {}, torch.tensor(2.0, dtype=torch.float64)
+    assert norm_growth_divisor(norm, state) == 1.0  # first call: nothing to compare with
+    gamma = norm_growth_divisor(3 * norm, state)  # γ = 3/1.01, so ‖G̃‖/γ = 1.01·‖G_prev‖
+    torch.testing.assert_close(3 * norm / gamma, 1.01 * norm, rtol=1e-8, atol=0)
+    torch.testing.assert_close(state["limiter_norm"], 1.01 * norm, rtol=1e-8, atol=0)
+    assert norm_growth_divisor(0.5 * norm, state) == 1.0  # shrinking passes untouched
+    assert norm_growth_divisor(1.005 * 0.5 * norm, state) == 1.0  # growing by less than 1 % too
 
 
 def test_apollo_seeds_number_parameters_across_groups_frozen_ones_included():
@@ -471,7 +477,8 @@ def test_bad_hyperparameters_raise_naming_the_value_and_what_is_allowed(build, m
 
 @pytest.mark.parametrize("name", ["galore", "apollo", "apollo-mini", "apollo-svd"])
 def test_matches_the_official_package(name):
-    """§9 of the method note: 3-layer MLP, 20 steps, gap 5, λ > 0, same process: identical to the last bit."""
+    """§9 of the method note: 3-layer MLP, 20 steps, gap 5, λ > 0, same process: GaLore identical to the
+    last bit; APOLLO to float rounding (it rescales s instead of G̃: max|Δp| 6e-8 to 3.6e-7 measured)."""
     reference = pytest.importorskip("galore_torch" if name == "galore" else "apollo_torch")
     X, Y = torch.randn(64, 32, generator=torch.Generator().manual_seed(1)), torch.randn(64, 32, generator=torch.Generator().manual_seed(2))
     group = dict(rank=8, update_proj_gap=5, scale=0.25 if name == "galore" else 1.0)
@@ -494,5 +501,5 @@ def test_matches_the_official_package(name):
     ref_cls = reference.GaLoreAdamW if name == "galore" else reference.APOLLOAdamW
     ours = run(lambda w, b: ours_cls([{"params": b, "rank": None}, {"params": w, **group}], lr=1e-2, weight_decay=0.01))
     ref = run(lambda w, b: ref_cls([{"params": b}, {"params": w, **group, "proj_type": "std"}], lr=1e-2, weight_decay=0.01))
-    for a, b in zip(ours, ref):
-        assert torch.equal(a, b)
+    for a, b in zip(ours, ref):  # GaLore: bit for bit. APOLLO rescales s, not G̃:
+        torch.testing.assert_close(a, b, rtol=0, atol=0 if name == "galore" else 1e-6)  # measured ≤ 3.6e-7
