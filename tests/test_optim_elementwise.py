@@ -262,7 +262,6 @@ def test_adamw8bit_lut_matches_bitsandbytes():
     bnb = pytest.importorskip("bitsandbytes")
     kw = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
     # bias-free: bitsandbytes' fp32 path for tensors < 4096 elements orders the same arithmetic
-    # differently (ε·√bc2 added to √v), ~1e-8 apart per step; the 8-bit path agrees bit for bit
     # differently (ε·√bc2 added to √v), ~1e-8 apart per step; the 8-bit path agrees bit for bit.
     # The torch path (fused=False): bitsandbytes' CPU step is torch ops too, with torch's sqrt
     (ours,), _ = train(lambda ps: AdamW8bit(ps, rounding="bnb_lut", fused=False, **kw), steps=20, shapes=((64, 128),))

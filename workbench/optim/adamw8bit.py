@@ -19,8 +19,8 @@ loads with torch.load(weights_only=True). Per parameter the 8-bit state is 2·N 
 2·4·⌈N/256⌉ for the absmax: 0.254 of fp32 AdamW's 8·N.
 
 `rounding` (group key): "nearest" (default) quantizes to the exact nearest code word; "bnb_lut"
-copies bitsandbytes' CPU quantizer (a 65,536-point grid, see quantization.py) and then reproduces
-bitsandbytes' CPU AdamW8bit bit for bit, at the cost of coarser small values (an exact 0 in m or v
+copies bitsandbytes' CPU quantizer (a 65,536-point grid, see quantization.py) and then, with
+fused=False, reproduces bitsandbytes' CPU AdamW8bit bit for bit, at the cost of coarser small values (an exact 0 in m or v
 is stored as ≈2e-5·a). The two differ by about 0.5 % of the parameter movement after 20 steps
 (method note §6); the CUDA kernel of bitsandbytes was not compared.
 `fused` (constructor argument, as torch.optim's): True (default) runs the update of an 8-bit
