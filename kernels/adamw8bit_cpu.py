@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from numba.extending import intrinsic
 
-from workbench.optim.quantization import BLOCK, CELL_OFFSET, CELL_SHIFT, lookup_tables, thread_pool
+from workbench.optim.quantization import BLOCK, CELL_OFFSET, CELL_SHIFT, in_pieces, lookup_tables
 
-_SPLIT = 2**16  # tensors at least this long are split over threads
 f32 = np.float32
 
 
@@ -154,9 +153,4 @@ def adamw8bit_update_(
         scalars,
     )
     blocks = state["exp_avg_absmax"].numel()
-    threads = torch.get_num_threads() if W.numel() >= _SPLIT else 1
-    cuts = [blocks * k // threads for k in range(threads + 1)]
-    if threads == 1:
-        _update_blocks(*args, 0, blocks)
-    else:
-        list(thread_pool(threads).map(lambda k: _update_blocks(*args, cuts[k], cuts[k + 1]), range(threads)))
+    in_pieces(blocks, lambda first, end: _update_blocks(*args, first, end), W.numel(), W.device)

@@ -20,8 +20,8 @@ loads with torch.load(weights_only=True). Per parameter the 8-bit state is 2·N 
 
 `rounding` (group key): "nearest" (default) quantizes to the exact nearest code word; "bnb_lut"
 copies bitsandbytes' CPU quantizer (a 65,536-point grid, see quantization.py) and then, with
-fused=False, reproduces bitsandbytes' CPU AdamW8bit bit for bit, at the cost of coarser small values (an exact 0 in m or v
-is stored as ≈2e-5·a). The two differ by about 0.5 % of the parameter movement after 20 steps
+fused=False, reproduces bitsandbytes' CPU AdamW8bit bit for bit, at the cost of coarser small
+values (an exact 0 in m or v is stored as ≈2e-5·a). The two differ by about 0.5 % of the parameter movement after 20 steps
 (method note §6); the CUDA kernel of bitsandbytes was not compared.
 `fused` (constructor argument, as torch.optim's): True (default) runs the update of an 8-bit
 state on a contiguous fp32 CPU parameter as one compiled pass per 256-block

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ from torch import Tensor
 BLOCK = 256
 ROUNDINGS = ("nearest", "bnb_lut")
 _LUT_SIZE = 65536  # bitsandbytes' CPU grid
-_GATHER_SPLIT = 2**16  # gathers at least this long are split over threads
+_SPLIT_SIZE = 2**16  # work on at least this many elements is split over threads (in_pieces)
 _MANTISSA_BITS = 8  # top mantissa bits kept in a "nearest" table cell (2^17 cells with sign and exponent)
 CELL_SHIFT = 31 - 8 - _MANTISSA_BITS  # low bits of an fp32 pattern dropped to get its cell
 CELL_OFFSET = 2 ** (8 + _MANTISSA_BITS)  # added to the arithmetic shift so that cells count from 0
@@ -94,23 +95,32 @@ def _tables(code_bytes: bytes, rounding: str, device: str) -> tuple[Tensor, ...]
 
 
 @functools.lru_cache(maxsize=None)
-def thread_pool(threads: int) -> ThreadPoolExecutor:
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="workbench")
+
+
+def in_pieces(n: int, work: Callable[[int, int], object], size: int, device: torch.device) -> None:
+    """work(start, end) over contiguous pieces of range(n), one per torch thread, in Python threads.
+
+    For CPU work of `size` elements that runs on one thread but releases the GIL (a 1-D
+    index_select, the compiled AdamW8bit pass); one call when size < 2^16 or off the CPU.
+    """
+    threads = torch.get_num_threads() if device.type == "cpu" and size >= _SPLIT_SIZE else 1
+    if threads == 1:
+        work(0, n)
+        return
+    cuts = [n * k // threads for k in range(threads + 1)]
+    list(_thread_pool(threads).map(lambda k: work(cuts[k], cuts[k + 1]), range(threads)))
 
 
 def _gather(table: Tensor, index: Tensor) -> Tensor:
     """table[index] for a 1-D table and a 1-D int32 index.
 
     torch's CPU index_select runs a 1-D gather on one thread, and it is the costliest op here,
-    so on CPU the index is split over torch.get_num_threads() Python threads (the op releases
-    the GIL); elsewhere it is one index_select.
+    so on CPU the index is split over torch.get_num_threads() Python threads (`in_pieces`).
     """
-    threads = torch.get_num_threads() if index.device.type == "cpu" else 1
-    if threads == 1 or index.numel() < _GATHER_SPLIT:
-        return table.index_select(0, index)
-    out = table.new_empty(index.shape)
-    pieces = zip(index.tensor_split(threads), out.tensor_split(threads))
-    list(thread_pool(threads).map(lambda piece: torch.index_select(table, 0, piece[0], out=piece[1]), pieces))
+    out, n = table.new_empty(index.shape), index.numel()
+    in_pieces(n, lambda a, b: torch.index_select(table, 0, index[a:b], out=out[a:b]), n, index.device)
     return out
 
 
