@@ -10,7 +10,7 @@ Ratios are to torch.optim.AdamW(foreach=True) and to the reference package run o
 configuration in the same process (timings on a shared CPU drift by ±30 % between runs; compare
 only within one run). "refresh" is the median step with update_proj_gap = 1, i.e. a new
 subspace every step (the plain step uses a gap longer than the run). The reference packages are
-optional (`pip install 'workbench[bench]'`); a missing one is reported and skipped.
+optional (`pip install 'workbench[test]'`, which `make test` installs); a missing one is reported and skipped.
 
 glibc's allocator page-faults on large temporaries unless told otherwise: the script re-executes
 itself with MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 when they are unset,

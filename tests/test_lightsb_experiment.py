@@ -68,7 +68,6 @@ def test_stop_flag_ends_the_run_early():
 
 
 def test_payload_draws_with_the_live_plot():
-    pytest.importorskip("plotly")
     from workbench.panels.lightsb import lightsb_plot
 
     events = []

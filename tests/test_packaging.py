@@ -16,7 +16,7 @@ def normalise(requirement: str) -> str:
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = {normalise(r) for r in project["dependencies"] + extras["dev"] + extras["distributed"]}
+    wanted = {normalise(r) for r in project["dependencies"] + extras["dev"] + extras["test"] + extras["distributed"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {normalise(r) for r in pip_section} - PINS

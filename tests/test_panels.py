@@ -5,11 +5,10 @@ from types import SimpleNamespace
 
 import param
 import pytest
+import torch
 
-pytest.importorskip("panel")
-
-from workbench.experiment import Event, Experiment, Result, register  # noqa: E402
-from workbench.panels import ExperimentPanel, plot_for  # noqa: E402
+from workbench.experiment import Event, Experiment, Result, register
+from workbench.panels import ExperimentPanel, plot_for
 
 
 @register
@@ -118,7 +117,6 @@ def test_a_failing_run_is_shown_and_recorded_failed(store):
 
 
 def test_lightsb_plot_is_registered_and_draws_2d_and_projections():
-    torch = pytest.importorskip("torch")
     from workbench.panels.lightsb import lightsb_plot
 
     assert plot_for("lightsb") is lightsb_plot
