@@ -1,21 +1,24 @@
 """Subspace optimizers (GaLore, DCT-AdamW, APOLLO, FRUGAL) and their shared projectors.
 
 Ground truths: the SVD truncation (Eckart-Young) for GaLore's subspace, scipy's orthonormal DCT-II
-for the DCT basis, torch.optim.AdamW for FRUGAL with the whole space state-full, and each method's
-first update written out from its equations in float64. The cross-check against galore-torch and
-apollo-torch runs only where those packages are installed (after 20 steps it found max|Δp| = 0.0 for
-GaLore and at most 3.6e-7 for APOLLO, which folds its factors into s instead of rescaling G̃).
+for the DCT basis, torch.optim.AdamW for FRUGAL with the whole space state-full, each method's first
+update and DCT-AdamW over several refreshes written out from the equations in float64, exact hand
+counts of state bytes, exact state-free FRUGAL steps on grids, and the reference packages galore-torch and
+apollo-torch (the `test` extra, installed by `make test`; after 20 steps max|Δp| = 0.0 for GaLore
+and at most 3.6e-7 for APOLLO, which folds its factors into s instead of rescaling G̃).
 """
 
 import io
 import math
 
+import apollo_torch
+import galore_torch
 import numpy as np
 import pytest
 import scipy.fft
 import torch
 
-from workbench.optim import APOLLO, FRUGAL, APOLLOMini, DCTAdamW, GaLoreAdamW, projectors, subspace
+from workbench.optim import APOLLO, FRUGAL, APOLLOMini, DCTAdamW, GaLoreAdamW, optimizer_state_bytes, projectors, subspace
 from workbench.optim.apollo import norm_growth_divisor, scaled_norm, scaling_factor
 from workbench.optim.projectors import project, project_back, refresh
 
@@ -279,6 +282,44 @@ def test_refresh_schedule(name, refreshes, monkeypatch):
     assert calls == refreshes
 
 
+# bytes a projected m×n matrix keeps at rank r besides its two moments (max(m, n)·r each, in the
+# parameter's dtype of s bytes), by subspace kind: P (r×n or m×r), dct_idx (r,) int32, coord_idx (r,) int64
+SUBSPACE_BYTES = {
+    "P": lambda m, n, r, s: s * r * min(m, n),
+    "dct": lambda m, n, r, s: 4 * r,
+    "randperm": lambda m, n, r, s: 8 * r,
+}
+STATE_BYTES = [  # (optimizer, options, r, kind, limiter: 1 if each projected matrix also keeps the limiter's last norm)
+    pytest.param(GaLoreAdamW, dict(rank=2), 2, "P", 0, id="galore"),
+    pytest.param(GaLoreAdamW, dict(rank=2, proj="dct"), 2, "dct", 0, id="galore-dct"),
+    pytest.param(GaLoreAdamW, dict(rank=2, proj="orthogonal"), 2, "P", 0, id="galore-orthogonal"),
+    pytest.param(GaLoreAdamW, dict(rank=2, proj="randperm"), 2, "randperm", 0, id="galore-randperm"),
+    pytest.param(DCTAdamW, dict(rank=2), 2, "dct", 0, id="dct"),
+    pytest.param(APOLLO, dict(rank=2), 2, "P", 1, id="apollo"),  # the norm: () in the parameter's dtype
+    pytest.param(APOLLO, dict(rank=2, proj="svd"), 2, "P", 1, id="apollo-svd"),
+    pytest.param(APOLLOMini, dict(), 1, "P", 1, id="apollo-mini"),
+    pytest.param(FRUGAL, dict(density=0.4), 2, "P", 0, id="frugal"),  # r = round(0.4·min(m, n)) = 2
+    pytest.param(FRUGAL, dict(density=0.4, proj="orthogonal"), 2, "P", 0, id="frugal-orthogonal"),
+    pytest.param(FRUGAL, dict(density=0.4, proj="dct"), 2, "dct", 0, id="frugal-dct"),
+    pytest.param(FRUGAL, dict(density=0.4, proj="randperm"), 2, "randperm", 0, id="frugal-randperm"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("cls, options, r, kind, limiter", STATE_BYTES)
+def test_state_bytes_of_projected_optimizers_by_hand(cls, options, r, kind, limiter, dtype):
+    """optimizer_state_bytes after 4 updates (a refresh at t = 3 or 4) on a tall and a wide projected matrix,
+    a vector in the projected group and a matrix in a plain group, against the count written out by hand."""
+    tall, wide, vector, plain = make_params([(12, 5), (5, 12), (7,), (6, 4)], dtype=dtype)
+    key = "density" if cls is FRUGAL else "rank"
+    opt = cls([{"params": [tall, wide, vector], **options, "update_proj_gap": 3}, {"params": [plain], key: None}])
+    train([tall, wide, vector, plain], opt, 0, 4)
+    s = dtype.itemsize
+    expected = sum(2 * s * r * max(m, n) + SUBSPACE_BYTES[kind](m, n, r, s) + limiter * s for m, n in [(12, 5), (5, 12)])
+    expected += 2 * s * (7 + 6 * 4)  # plain Adam's m and v; "step" and "seed" are ints (0 bytes)
+    assert optimizer_state_bytes(opt) == expected
+
+
 @pytest.mark.parametrize("name", ["galore", "galore-dct", "galore-orthogonal", "galore-randperm", "dct"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_between_refreshes_the_weights_move_inside_one_subspace(name, shape):
@@ -343,13 +384,15 @@ def expected_first_step(name, W, G, state):
             s = N.norm() / (R.norm() + 1e-8)
         W1 = W - alpha * math.sqrt(128.0 if name == "apollo-mini" else 1.0) * G * s  # no limiter at t = 1
         return W1 - LR * WD * W1
-    # frugal, svd subspace, 'sgd' rule: W ← W(1 − lr·λ) − α·back(N) − lr_f·(G − back(R))
+    # frugal, svd subspace: W ← W(1 − lr·λ) − α·back(N) − lr_f·rule(E), E = G − back(R), lr_f = 0.5·lr,
+    # rule(E) = sign(E) (the default 'sign_sgd') or E ('sgd')
     U, _, Vh = torch.linalg.svd(G, full_matrices=False)
     P = Vh[:2] if right else U[:, :2]
     R = G @ P.T if right else P.T @ G
     N, alpha = first_adam(R, eps_scaled=True)
     back_N, back_R = (N @ P, R @ P) if right else (P @ N, P @ R)
-    return W * (1 - LR * WD) - alpha * back_N - LR * 0.5 * (G - back_R)
+    E = G - back_R  # (m, n), no entry near 0 for these seeds, so sign(E) is the same in float64 and in the optimizer
+    return W * (1 - LR * WD) - alpha * back_N - LR * 0.5 * (E.sign() if name == "frugal" else E)
 
 
 FIRST_STEP = {
@@ -357,7 +400,10 @@ FIRST_STEP = {
     "dct": lambda p: DCTAdamW(p, lr=LR, weight_decay=WD, eps=EPS, rank=2),
     "apollo": lambda p: APOLLO(p, lr=LR, weight_decay=WD, eps=EPS, rank=2),
     "apollo-mini": lambda p: APOLLOMini(p, lr=LR, weight_decay=WD, eps=EPS),
-    "frugal": lambda p: FRUGAL(p, lr=LR, weight_decay=WD, eps=EPS, density=0.5, inactive_update_rule="sgd", inactive_lr_scale=0.5),
+    "frugal": lambda p: FRUGAL(p, lr=LR, weight_decay=WD, eps=EPS, density=0.5, inactive_lr_scale=0.5),  # 'sign_sgd'
+    "frugal-sgd": lambda p: FRUGAL(
+        p, lr=LR, weight_decay=WD, eps=EPS, density=0.5, inactive_update_rule="sgd", inactive_lr_scale=0.5
+    ),
 }
 
 
@@ -371,6 +417,42 @@ def test_first_update_matches_the_written_equations(name, shape):
     opt.step()
     expected = expected_first_step(name, W0, G, opt.state[W])
     torch.testing.assert_close(W.detach(), expected, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_dct_adamw_over_refreshes_matches_a_float64_reference(shape):
+    """7 updates, T = 3: new subspaces at t = 1, 3, 6 (refresh_offset 0), moments kept across them
+    (not reset, not remapped), decay first, ε·√bc2, scale; written out with scipy's DCT-II in float64.
+    The optimizer runs in float64 too (its FFT scores and the reference's products: ~1e-15 apart)."""
+    lr, betas, eps, wd, scale, r, T = 1e-2, (0.9, 0.999), 1e-6, 0.1, 0.5, 2, 3
+    right = shape[0] >= shape[1]
+    C = torch.from_numpy(scipy.fft.dct(np.eye(min(shape)), type=2, norm="ortho", axis=0))  # (k, k), basis = columns
+    W = torch.nn.Parameter(grad(shape, 0))  # (m, n) float64
+    opt = DCTAdamW([W], lr=lr, betas=betas, eps=eps, weight_decay=wd, rank=r, update_proj_gap=T, scale=scale)
+    W_ref = W.detach().clone()
+    m = v = torch.zeros((shape[0], r) if right else (r, shape[1]), dtype=torch.float64)  # (m, r) or (r, n)
+    for t in range(1, 8):
+        G = grad(shape, 10 + t)  # (m, n)
+        W.grad = G.clone()
+        opt.step()
+        idx = opt.state[W]["dct_idx"].long()  # (r,): topk is unsorted, so the slot order is the optimizer's
+        if t == 1 or t % T == 0:  # the r columns (rows) of S = G C (Cᵀ G) with the largest ℓ1 norms
+            S = G @ C if right else C.T @ G  # (m, k) or (k, n)
+            score = S.abs().sum(dim=0 if right else 1)  # (k,)
+            top = set(score.argsort(descending=True)[:r].tolist())
+            assert set(idx.tolist()) == top, f"update {t}: not the top-{r} columns"
+        else:
+            assert torch.equal(idx, previous), f"update {t}: a new subspace between refreshes"
+        previous = idx
+        B = C[:, idx]  # (k, r)
+        R = G @ B if right else B.T @ G  # (m, r) or (r, n)
+        m = betas[0] * m + (1 - betas[0]) * R
+        v = betas[1] * v + (1 - betas[1]) * R * R
+        bc1, bc2 = 1 - betas[0] ** t, 1 - betas[1] ** t
+        u = m / (v.sqrt() + eps * math.sqrt(bc2))
+        back = u @ B.T if right else B @ u  # (m, n)
+        W_ref = W_ref * (1 - lr * wd) - lr * math.sqrt(bc2) / bc1 * scale * back
+        torch.testing.assert_close(W.detach(), W_ref, atol=1e-12, rtol=0, msg=lambda msg: f"update {t}: {msg}")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -438,6 +520,28 @@ def test_frugal_block_mode_updates_inactive_tensors_by_sign_sgd(order):
             assert active == sorted((3 * (t // 2) + k) % 6 for k in range(3))
 
 
+@pytest.mark.parametrize("rule", ["sign_sgd", "sgd", "no"])
+@pytest.mark.parametrize("shape", [(12, 5), (5, 12)])  # randperm picks r columns (tall) or rows (wide)
+def test_frugal_state_free_rule_moves_the_coordinates_outside_the_subspace_exactly(rule, shape):
+    """'randperm': outside the r chosen columns (rows) E = G, so each such coordinate moves by exactly
+    −lr_f·sign(G) ('sign_sgd', 0 where G = 0), −lr_f·G ('sgd') or 0 ('no'): all on grids, so exact."""
+    g = torch.Generator().manual_seed(0)
+    lr_f = 2.0**-8  # lr·inactive_lr_scale
+    W = torch.nn.Parameter(torch.randint(-1000, 1000, shape, generator=g).float() * 2.0**-10)  # (m, n) on a 2^-10 grid
+    opt = FRUGAL([W], lr=2.0**-6, inactive_lr_scale=0.25, weight_decay=0.0, density=0.4, proj="randperm",
+                 update_proj_gap=1000, inactive_update_rule=rule)
+    for _ in range(4):
+        G = torch.randint(-8, 9, shape, generator=g).float() * 2.0**-3  # (m, n) on a 2^-3 grid, some zeros
+        W.grad = G
+        before = W.detach().clone()
+        opt.step()
+        side = 1 if shape[0] >= shape[1] else 0
+        outside = torch.ones(shape, dtype=torch.bool).index_fill_(side, opt.state[W]["coord_idx"], False)  # (m, n)
+        assert outside.sum() == 3 * max(shape)  # r = round(0.4·5) = 2 of the 5 columns (rows) are state-full
+        expected = {"sign_sgd": -lr_f * G.sign(), "sgd": -lr_f * G, "no": torch.zeros(shape)}[rule]
+        assert torch.equal((W.detach() - before)[outside], expected[outside])
+
+
 def test_closure_is_evaluated_with_grad_enabled_and_its_loss_returned():
     W = torch.nn.Parameter(torch.ones(4, 3))
     opt = GaLoreAdamW([W], rank=2)
@@ -479,7 +583,7 @@ def test_bad_hyperparameters_raise_naming_the_value_and_what_is_allowed(build, m
 def test_matches_the_official_package(name):
     """§9 of the method note: 3-layer MLP, 20 steps, gap 5, λ > 0, same process: GaLore identical to the
     last bit; APOLLO to float rounding (it rescales s instead of G̃: max|Δp| 6e-8 to 3.6e-7 measured)."""
-    reference = pytest.importorskip("galore_torch" if name == "galore" else "apollo_torch")
+    reference = galore_torch if name == "galore" else apollo_torch
     X, Y = torch.randn(64, 32, generator=torch.Generator().manual_seed(1)), torch.randn(64, 32, generator=torch.Generator().manual_seed(2))
     group = dict(rank=8, update_proj_gap=5, scale=0.25 if name == "galore" else 1.0)
     group.update({"apollo-mini": dict(rank=1, scale=128.0, scale_type="tensor"), "apollo-svd": dict(proj="svd")}.get(name, {}))

@@ -10,9 +10,14 @@ import torch
 import workbench
 from workbench.experiment import ConfigError, configure
 from workbench.methods import optim_tasks as ot
+from workbench.optim import APOLLO, FRUGAL, LAMB, APOLLOMini, AdamW8bit, DCTAdamW, GaLoreAdamW, Lion
 
 TINY_LM = dict(task="lm", steps=3, batch_size=4, d_model=16, n_layers=1, n_heads=2, context=16,
                corpus_chars=20_000, eval_batches=1)
+# the class each name of the experiment builds: imported, so a renamed class fails here rather than skipping
+CLASSES = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "galore": GaLoreAdamW, "dct": DCTAdamW,
+           "apollo": APOLLO, "apollo_mini": APOLLOMini, "frugal": FRUGAL, "lion": Lion, "adamw8bit": AdamW8bit,
+           "lamb": LAMB, "adamw_frozen": torch.optim.AdamW}
 EVAL = {"digits": "test_accuracy", "lm": "val_loss", "quadratic": "distance", "rosenbrock": "distance"}
 
 
@@ -23,24 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def available(name: str) -> bool:
-    """adamw and sgd come from torch; the others from workbench.optim (skip until they exist)."""
-    if name in ("adamw", "sgd"):
-        return True
-    from workbench import optim
-
-    cls = {"galore": "GaLoreAdamW", "dct": "DCTAdamW", "apollo": "APOLLO", "apollo_mini": "APOLLOMini",
-           "frugal": "FRUGAL", "lion": "Lion", "adamw8bit": "AdamW8bit", "lamb": "LAMB"}[name]
-    return hasattr(optim, cls)
-
-
-def need(*names: str) -> list[str]:
-    missing = [n for n in names if not available(n)]
-    if missing:
-        pytest.skip(f"workbench.optim lacks {', '.join(missing)}")
-    return list(names)
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -81,7 +68,6 @@ def test_heads_must_divide_width_for_the_lm():
     ("lm", list(ot.OPTIMIZERS), TINY_LM),
 ])
 def test_tiny_run_reports_every_optimizer(task, names, params):
-    names = need(*names)
     result = workbench.run("optimizers", **{"task": task, "optimizers": names, "eval_every": 2, **params})
     steps = params["steps"]
     assert result.status == "finished" and result.metrics["steps_done"] == steps
@@ -125,7 +111,6 @@ def test_test_functions_have_their_known_minimum():
 
 @pytest.mark.parametrize("name", ["adamw", "lion", "sgd", "lamb"])
 def test_first_step_on_the_quadratic_matches_the_hand_computed_update(name):
-    need(name)
     lr = 0.1
     result = workbench.run("optimizers", task="quadratic", optimizers=[name], steps=1, lr=lr, schedule="constant")
     x0 = torch.tensor(ot.FUNCTIONS["quadratic"].start, dtype=torch.float64)
@@ -181,7 +166,7 @@ def test_stop_from_another_thread_during_an_lm_run():
 
 
 def test_same_seed_same_results_other_seed_differs():
-    params = dict(task="digits", optimizers=need("adamw", "lion"), steps=5, mlp_width=16)
+    params = dict(task="digits", optimizers=["adamw", "lion"], steps=5, mlp_width=16)
     a, b = workbench.run("optimizers", seed=3, **params), workbench.run("optimizers", seed=3, **params)
     c = workbench.run("optimizers", seed=4, **params)
     timeless = lambda r: {k: v for k, v in r.metrics.items() if not k.endswith("_ms")}  # noqa: E731
@@ -207,7 +192,6 @@ def test_body_linear_weights_are_projected_the_rest_is_plain():
 
 @pytest.mark.parametrize("name", ["galore", "dct", "apollo", "apollo_mini", "frugal"])
 def test_projected_optimizers_get_rank_groups_and_a_plain_group(name):
-    need(name)
     lm = ot.CharTransformer(vocab_size=50, d_model=16, n_layers=1, n_heads=2, context=8)
     optimizer = ot.make_optimizer(name, lm, lr=1e-3, rank=0, update_proj_gap=7, scale=0, rank_fraction=0.25)
     key = "density" if name == "frugal" else "rank"
@@ -221,6 +205,19 @@ def test_projected_optimizers_get_rank_groups_and_a_plain_group(name):
         else:
             assert group["scale"] == ot.DEFAULT_SCALE[name] and group["rank"] == (1 if name == "apollo_mini" else 4)
     assert {id(p) for g in plain for p in g["params"]} == {id(p) for p in ot.split_parameters(lm)[1]}
+
+
+@pytest.mark.parametrize("name", ot.OPTIMIZERS)
+def test_each_name_builds_its_class(name):
+    mlp = ot.MLP(8, 4, depth=2)  # body (4, 4) matrices projected, the rest plain
+    assert type(ot.make_optimizer(name, mlp, lr=1e-3)) is CLASSES[name]
+
+
+def test_the_frozen_control_trains_the_plain_group_only():
+    mlp = ot.MLP(8, 4, depth=2)
+    projected, plain = ot.split_parameters(mlp)
+    (group,) = ot.make_optimizer("adamw_frozen", mlp, lr=1e-3).param_groups
+    assert [id(p) for p in group["params"]] == [id(p) for p in plain] and projected
 
 
 def test_unknown_name_in_the_factory():

@@ -23,7 +23,6 @@ the projected optimizers update with full AdamW inside the same optimizer.
 """
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import sysconfig
@@ -37,7 +36,8 @@ import torch.nn.functional as F
 
 # --- the optimizers ---------------------------------------------------------------------------
 
-OPTIMIZERS = ("adamw", "sgd", "galore", "dct", "apollo", "apollo_mini", "frugal", "lion", "adamw8bit", "lamb")
+OPTIMIZERS = ("adamw", "sgd", "galore", "dct", "apollo", "apollo_mini", "frugal", "lion", "adamw8bit", "lamb",
+              "adamw_frozen")
 PROJECTED = ("galore", "dct", "apollo", "apollo_mini", "frugal")
 TASKS = ("quadratic", "rosenbrock", "digits", "lm")
 
@@ -54,16 +54,17 @@ TASKS = ("quadratic", "rosenbrock", "digits", "lm")
 # - FRUGAL moves every direction (AdamW on the subspace, signSGD on the rest): AdamW's lr.
 # - 8-bit AdamW is AdamW with quantized states: AdamW's lr.
 # - LAMB's trust ratio makes lr a relative step size (‖ΔW‖ ≈ lr·‖W‖).
+# - adamw_frozen, the control of the projected optimizers, is AdamW on the plain group: AdamW's lr.
 # On the 2-D functions the projected optimizers see a vector, not a matrix: they are plain AdamW there.
 DEFAULT_LR: dict[str, dict[str, float]] = {
     "quadratic": {"adamw": 0.3, "sgd": 0.02, "galore": 0.3, "dct": 0.3, "apollo": 0.3, "apollo_mini": 0.3,
-                  "frugal": 0.3, "lion": 0.1, "adamw8bit": 0.3, "lamb": 0.05},
+                  "frugal": 0.3, "lion": 0.1, "adamw8bit": 0.3, "lamb": 0.05, "adamw_frozen": 0.3},
     "rosenbrock": {"adamw": 0.3, "sgd": 1.5e-3, "galore": 0.3, "dct": 0.3, "apollo": 0.3,
-                   "apollo_mini": 0.3, "frugal": 0.3, "lion": 0.02, "adamw8bit": 0.3, "lamb": 0.05},
+                   "apollo_mini": 0.3, "frugal": 0.3, "lion": 0.02, "adamw8bit": 0.3, "lamb": 0.05, "adamw_frozen": 0.3},
     "digits": {"adamw": 3e-3, "sgd": 0.05, "galore": 1e-2, "dct": 1e-2, "apollo": 1e-2, "apollo_mini": 1e-2,
-               "frugal": 3e-3, "lion": 5e-4, "adamw8bit": 3e-3, "lamb": 1e-2},
+               "frugal": 3e-3, "lion": 5e-4, "adamw8bit": 3e-3, "lamb": 1e-2, "adamw_frozen": 3e-3},
     "lm": {"adamw": 3e-3, "sgd": 0.1, "galore": 3e-2, "dct": 1e-2, "apollo": 1e-2, "apollo_mini": 1e-2,
-           "frugal": 3e-3, "lion": 1e-3, "adamw8bit": 3e-3, "lamb": 1e-2},
+           "frugal": 3e-3, "lion": 1e-3, "adamw8bit": 3e-3, "lamb": 1e-2, "adamw_frozen": 3e-3},
 }
 # Default ``scale`` of the projected optimizers, used when the experiment's ``scale`` is 0:
 # GaLore 0.25 (README, 60M model), APOLLO 1 (README, channel-wise), APOLLO-Mini 128 (README,
@@ -112,7 +113,10 @@ def make_optimizer(name: str, params, lr: float, rank: int = 0, update_proj_gap:
     group with ``rank=None``; FRUGAL's groups carry ``density`` = rank / min(m, n) instead of rank
     and scale. The others get all parameters in one group. ``weight_decay`` applies to every group (decoupled, as each
     method defines it). ``adamw`` is ``torch.optim.AdamW`` (the reference), ``sgd`` is
-    ``torch.optim.SGD`` with momentum 0.9; the rest come from :mod:`workbench.optim`.
+    ``torch.optim.SGD`` with momentum 0.9; ``adamw_frozen`` is the control of the projected
+    optimizers: AdamW on the plain group only, so the matrices they would project never move (a
+    projected optimizer that does not beat it has not learned through its projected matrices).
+    The rest come from :mod:`workbench.optim`.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
@@ -124,6 +128,8 @@ def make_optimizer(name: str, params, lr: float, rank: int = 0, update_proj_gap:
         return torch.optim.AdamW(everything, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(everything, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if name == "adamw_frozen":
+        return torch.optim.AdamW(plain, lr=lr, weight_decay=weight_decay)
 
     from workbench import optim
 
@@ -162,20 +168,10 @@ def make_optimizer(name: str, params, lr: float, rank: int = 0, update_proj_gap:
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of every tensor the optimizer keeps (``workbench.optim.optimizer_state_bytes`` when
-    available, else the sum over ``optimizer.state``)."""
-    try:
-        from workbench.optim import optimizer_state_bytes
-    except ImportError:
-        optimizer_state_bytes = None
-    if optimizer_state_bytes is not None:
-        return int(optimizer_state_bytes(optimizer))
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if torch.is_tensor(value):
-                total += value.numel() * value.element_size()
-    return total
+    """Bytes of every tensor the optimizer keeps (``workbench.optim.optimizer_state_bytes``)."""
+    from workbench.optim import optimizer_state_bytes
+
+    return int(optimizer_state_bytes(optimizer))
 
 
 def lr_factor(step: int, total: int, schedule: str) -> float:
@@ -389,10 +385,6 @@ def generate(model: CharTransformer, corpus: CharCorpus, prompt: str, n_chars: i
         logits = model(idx[:, -model.context:])[:, -1] / temperature  # (1, V)
         idx = torch.cat([idx, torch.multinomial(F.softmax(logits, -1), 1, generator=generator)], dim=1)
     return corpus.decode(idx[0].tolist())
-
-
-def clone_model(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model)
 
 
 # --- tasks: one protocol for the training loop ------------------------------------------------

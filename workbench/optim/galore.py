@@ -15,7 +15,7 @@ The moments are neither reset nor rotated when P changes. Parameters that are no
 groups with rank=None, get the same Adam update unprojected. Defaults as galore-torch (lr 1e-3,
 eps 1e-6, λ 0); `update_proj_gap` 200 and `scale` 1.0 as the README's 60M example and the CLI
 (the README pre-trains with scale 0.25). With the same op order as galore-torch the parameters
-agree bit for bit on CPU (`test_matches_the_official_package`, run where galore-torch is installed).
+agree bit for bit on CPU (`test_matches_the_official_package`; galore-torch is in the `test` extra).
 
 Deliberate differences from galore-torch:
 - Only the 'std' side rule; `proj` may also be 'dct', 'orthogonal' or 'randperm' (the other

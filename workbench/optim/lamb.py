@@ -19,8 +19,11 @@ Conventions (method note §7):
 - debias defaults to True: the bias correction of the paper's final version (v5). torch-optimizer
   0.3.0 `Lamb` defaults to debias=False (paper v3); with debias=False this class is the same rule,
   with the same op order (its parameters agree bit for bit on CPU).
-  With debias=True torch-optimizer instead scales lr by √(1−β2^t)/(1−β1^t) and keeps ε on √v,
-  i.e. ε is effectively ε/√(1−β2^t); here ε sits on √v̂, as in torch.optim.Adam.
+  With debias=True torch-optimizer's rule differs in more than where ε sits: it scales lr by
+  √(1−β2^t)/(1−β1^t) *outside* the trust ratio (which therefore does not cancel it), adds λW to the
+  un-debiased m/(√v+ε), and keeps ε on √v. Here ε sits on √v̂, as in torch.optim.Adam, and λW is added
+  to m̂/(√v̂+ε). The two agree when torch-optimizer is given lr·bc1/√bc2, ε·√bc2 and λ·bc1/√bc2 at each
+  step t (`test_lamb_debias_matches_torch_optimizer_with_its_hyperparameters_mapped`).
 - clamp_value=10 as torch-optimizer (‖W‖ clipped to [0, 10]); the paper's φ clips to [γl, γu].
 - pytorch_optimizer's `Lamb` differs (decay outside the ratio, ε in the ratio's denominator).
 Defaults: lr 1e-3, betas (0.9, 0.999), ε 1e-6, λ 0.

@@ -149,7 +149,8 @@ def refresh(G: torch.Tensor, state: dict, kind: str, rank: int) -> torch.Tensor:
         state["dct_idx"] = idx.to(torch.int32)
         return S.index_select(1 if right else 0, idx).to(G.dtype)  # the selected coefficients: no second product
     if kind == "randperm":
-        state["coord_idx"] = torch.randperm(size, generator=_generator(state, G.device), device=G.device)[:rank]
+        # clone: a slice would keep all `size` indices of the permutation alive, not r
+        state["coord_idx"] = torch.randperm(size, generator=_generator(state, G.device), device=G.device)[:rank].clone()
         return project(G, state)
 
     work = torch.promote_types(G.dtype, torch.float32)  # factorizations in float32 at least, as GaLore
