@@ -91,6 +91,9 @@ def cmd_notebook(args) -> int:
             status = report.get("status", "finished")
         except ConfigError:
             raise
+        except KeyboardInterrupt:
+            print(f"\n{name}: interrupted, recorded as stopped", file=sys.stderr)
+            return 130
         except Exception as error:
             failures += 1
             print(f"{name}: notebook failed: {type(error).__name__}: {str(error).strip()[-2000:]}", file=sys.stderr)

@@ -35,9 +35,6 @@ from typing import Any, Callable
 import numpy as np
 import param
 
-STATUSES = ("running", "finished", "failed", "stopped")
-
-
 class ConfigError(ValueError):
     """A parameter value that is not allowed; the message names parameter, value and what is allowed."""
 
@@ -184,6 +181,8 @@ def describe_allowed(p: param.Parameter) -> str:
         return "one of " + ", ".join(repr(o) for o in p.objects)
     if isinstance(p, param.Boolean):
         return "true or false"
+    if isinstance(p, param.List):
+        return "a comma-separated list"
     if isinstance(p, param.Number):
         kind = "an integer" if isinstance(p, param.Integer) else "a number"
         lo, hi = p.bounds if p.bounds is not None else (None, None)
@@ -221,6 +220,10 @@ def coerce(p: param.Parameter, value: Any) -> Any:
         return number
     if isinstance(p, param.ListSelector):
         return [coerce(param.Selector(objects=p.objects), item) for item in text.split(",") if item.strip()]
+    if isinstance(p, param.List):  # comma-separated; items typed like the default's items
+        template = {bool: param.Boolean, int: param.Integer, float: param.Number}.get(type((p.default or [""])[0]))
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        return [coerce(template(), item) for item in items] if template else items
     if isinstance(p, param.Selector):
         for option in p.objects:
             if str(option) == text:

@@ -47,7 +47,8 @@ def report(result=None, experiment=None, *, metrics: dict[str, float] | None = N
 
 
 def read_reports(notebook: str | Path | dict) -> dict[str, Any]:
-    """Merge every workbench report found in an executed notebook (path or nbformat dict)."""
+    """Merge every workbench report found in an executed notebook (path or nbformat dict); a metric
+    reported as non-finite (null in the JSON output) reads back as NaN."""
     if isinstance(notebook, (str, Path)):
         notebook = json.loads(Path(notebook).read_text())
     merged: dict[str, Any] = {"metrics": {}, "curves": {}}
@@ -58,6 +59,7 @@ def read_reports(notebook: str | Path | dict) -> dict[str, Any]:
                 continue
             if isinstance(data, str):
                 data = json.loads(data)
+            data["metrics"] = {k: math.nan if v is None else v for k, v in data.get("metrics", {}).items()}
             for key, value in data.items():
                 if key in ("metrics", "curves"):
                     merged[key].update(value)

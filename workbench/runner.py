@@ -1,6 +1,7 @@
 """Running experiments and their notebooks, and recording them in the run store."""
 from __future__ import annotations
 
+import ast
 import os
 import threading
 import time
@@ -8,7 +9,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from workbench.experiment import ConfigError, Event, Experiment, Result, configure
+import param
+
+from workbench.experiment import ConfigError, Event, Experiment, Result, coerce, configure, describe_allowed, get
 from workbench.reporting import read_reports
 from workbench.store import RunStore
 
@@ -81,8 +84,6 @@ def run(name: str, /, *, store: RunStore | str | os.PathLike | bool | None = Non
 def configure_from_namespace(name: str, namespace: dict[str, Any]) -> Experiment:
     """Configure ``name`` from the variables of a notebook's ``parameters`` cell (``globals()``):
     every parameter of the experiment found in the namespace is taken and validated."""
-    from workbench.experiment import get
-
     spec = [k for k in get(name).param if k != "name"]
     return configure(name, **{k: namespace[k] for k in spec if k in namespace})
 
@@ -94,20 +95,75 @@ def notebook_path(name: str) -> Path:
     return path
 
 
+def _declared_parameter(default: Any) -> param.Parameter | None:
+    """A param object of the type of a notebook default (bool, int, float, str, list), or None."""
+    for kind, make in ((bool, param.Boolean), (int, param.Integer), (float, param.Number), (str, param.String),
+                       (list, param.List)):
+        if isinstance(default, kind):
+            return make(default)
+    return None
+
+
+def notebook_parameters(name: str) -> dict[str, param.Parameter | None]:
+    """The variables of ``notebooks/<name>.ipynb``'s ``parameters`` cell, each as a param object of its
+    declared default's type (None when the default is not a plain literal)."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook_path(name)))
+    parameters = {}
+    for key, entry in declared.items():
+        try:
+            parameters[key] = _declared_parameter(ast.literal_eval(entry["default"]))
+        except (ValueError, SyntaxError):
+            parameters[key] = None
+    return parameters
+
+
+def configure_notebook(name: str, params: dict[str, Any]) -> tuple[Experiment, dict[str, Any]]:
+    """Validate a notebook's parameters: the experiment's own against its spec (:func:`configure`), the
+    notebook-only ones (declared in its ``parameters`` cell only) against their defaults' types.
+
+    Returns (experiment, {notebook-only name: typed value}); raises ConfigError naming the parameter,
+    the value and what is allowed, and for an unknown name both sets of valid names.
+    """
+    spec = [k for k in get(name).param if k != "name"]
+    notebook_only = {k: p for k, p in notebook_parameters(name).items() if k not in spec}
+    unknown = [k for k in params if k not in spec and k not in notebook_only]
+    if unknown:
+        raise ConfigError(
+            f"{name}: unknown parameter {unknown[0]!r}; experiment parameters: {', '.join(sorted(spec))}; "
+            f"notebook-only parameters (notebooks/{name}.ipynb): {', '.join(sorted(notebook_only)) or 'none'}")
+    experiment = configure(name, **{k: v for k, v in params.items() if k in spec})
+    extra = {}
+    for key in (k for k in params if k not in spec):
+        p, raw = notebook_only[key], params[key]
+        if p is None:
+            extra[key] = raw
+            continue
+        try:
+            extra[key] = coerce(p, raw)
+            p._validate(extra[key])
+        except (ValueError, TypeError):
+            raise ConfigError(f"{name}: notebook parameter {key!r} = {raw!r} is not allowed; expected "
+                              f"{describe_allowed(p)} (the type of its default {p.default!r})") from None
+    return experiment, extra
+
+
 def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir: str | os.PathLike = "runs",
                  store: RunStore | str | os.PathLike | bool | None = True, timeout: float = 1800,
                  progress: bool = False) -> tuple[dict[str, Any], Path, int | None]:
     """Execute ``notebooks/<name>.ipynb`` with papermill, read the metrics it reported, record the run.
 
-    Parameters are validated against the experiment's spec before anything runs (ConfigError).
-    Returns (report, executed notebook path, run id). A failed notebook is recorded as failed and
-    its papermill error re-raised.
+    Parameters are validated before anything runs (ConfigError, see :func:`configure_notebook`);
+    notebook-only parameters are recorded with the run beside the experiment's. Returns (report,
+    executed notebook path, run id). A failed notebook is recorded as failed (Ctrl-C: stopped) and its
+    error re-raised.
     """
     import papermill
 
     params = dict(params or {})
-    experiment = configure(name, **params)  # validates names, types and bounds
-    typed = {k: getattr(experiment, k) for k in params}
+    experiment, extra = configure_notebook(name, params)
+    typed = {**{k: getattr(experiment, k) for k in params if k not in extra}, **extra}
     source = notebook_path(name)
     output_dir = Path(output_dir).resolve()
     (output_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -124,10 +180,12 @@ def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir:
                                    log_output=False)
     except BaseException as error:
         if run_id is not None:
-            store.finish(run_id, "failed", error=str(error), duration_s=time.perf_counter() - start)
+            status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+            store.finish(run_id, status, error=str(error), duration_s=time.perf_counter() - start)
         raise
     report = read_reports(output)
     if run_id is not None:
+        reported = report.get("params")
         store.finish(run_id, report.get("status", "finished"), metrics=report["metrics"], curves=report["curves"],
-                     duration_s=time.perf_counter() - start, params=report.get("params"))
+                     duration_s=time.perf_counter() - start, params=None if reported is None else {**reported, **extra})
     return report, output, run_id

@@ -12,6 +12,7 @@ and dirty flag, package versions, notebook path and the error text of a failed r
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -148,19 +149,23 @@ class RunStore:
     def finish(self, run_id: int, status: str, metrics: dict[str, float] | None = None,
                curves: dict[str, dict[str, list]] | None = None, error: str | None = None,
                duration_s: float | None = None, params: dict[str, Any] | None = None) -> None:
-        """Close a run as finished, failed or stopped with its metrics and curves (and, when the
-        run itself reported them, its final parameters)."""
+        """Close a running run as finished, failed or stopped with its metrics and curves (and, when
+        the run itself reported them, its final parameters). A run that is already closed is never
+        overwritten: ValueError. Non-finite metric values are stored as null and read back as NaN."""
         if status not in STATUSES_FINAL:
             raise ValueError(f"status {status!r} is not allowed; expected one of {', '.join(STATUSES_FINAL)}")
         now = time.time()
         with self._write() as db:
-            started = db.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+            started = db.execute("SELECT started_at, status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if started is None:
                 raise KeyError(f"no run with id {run_id} in {self.path}")
+            if started["status"] != "running":
+                raise ValueError(f"run {run_id} is already {started['status']}; only a running run can be finished")
+            finite = {k: v if v is not None and math.isfinite(v) else None for k, v in (metrics or {}).items()}
             db.execute(
                 "UPDATE runs SET status = ?, metrics = ?, curves = ?, error = ?, finished_at = ?, duration_s = ?"
                 " WHERE id = ?",
-                (status, json.dumps(metrics or {}), json.dumps(curves or {}), error, now,
+                (status, json.dumps(finite), json.dumps(curves or {}), error, now,
                  duration_s if duration_s is not None else now - started["started_at"], run_id),
             )
             if params is not None:
@@ -213,6 +218,7 @@ def _to_record(row: sqlite3.Row) -> RunRecord:
     values = dict(row)
     for column in JSON_COLUMNS:
         values[column] = json.loads(values[column]) if values[column] else {}
+    values["metrics"] = {k: math.nan if v is None else v for k, v in values["metrics"].items()}
     if values["git_dirty"] is not None:
         values["git_dirty"] = bool(values["git_dirty"])
     return RunRecord(**values)
