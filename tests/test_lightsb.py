@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
 from workbench.methods.eot_benchmark import GaussianPair, MixtureBenchmark
-from workbench.methods.lightsb import LightSB, fit, gaussian_bridge, sample_categorical
+from workbench.methods.lightsb import LightSB, fit, gaussian_bridge, gaussian_drift, sample_categorical
 from workbench.metrics import bw2, bw2_uvp, cbw2_uvp_from_moments, cbw2_uvp_from_samples, gaussian_moments
 
 F64 = torch.float64
@@ -312,3 +312,15 @@ def test_sampled_cbw2_uvp_agrees_with_analytic():
     analytic = cbw2_uvp_from_moments(true_mean, 1.21 * true_cov, true_mean, true_cov, y_var=10.0)
     assert analytic > 0.1
     assert cbw2_uvp_from_samples(samples, true_mean, true_cov, y_var=10.0) == pytest.approx(analytic, rel=0.15)
+
+
+@pytest.mark.parametrize("dim, epsilon", [(1, 0.3), (3, 1.0), (5, 4.0)])
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.9])
+def test_drift_of_the_exact_model_matches_the_gaussian_closed_form(dim, epsilon, t):
+    """LightSB's mixture drift formula, on θ* of a Gaussian pair, against the drift computed from the plan alone."""
+    pair = GaussianPair.random(dim, epsilon, seed=dim)
+    K, _ = pair.bridge
+    exact = LightSB.from_parameters(torch.zeros(1, dtype=torch.float64), (pair.m1 - K @ pair.m0)[None], K[None], epsilon)
+    x = torch.randn(64, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    closed = gaussian_drift(pair.m0, pair.A, pair.m1, pair.B, epsilon, x, t)
+    torch.testing.assert_close(exact.drift(x, t), closed, rtol=1e-9, atol=1e-9)

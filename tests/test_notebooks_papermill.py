@@ -7,32 +7,31 @@ from pathlib import Path
 import papermill
 import pytest
 
+from notebook_cases import OVERRIDES
+
 from workbench.experiment import ConfigError
 from workbench.reporting import read_reports
 from workbench.runner import run_notebook
 from workbench.store import RunStore
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-# Small overrides per notebook: quick, yet each notebook's own asserts must still hold.
-OVERRIDES = {
-    "lightsb": {"seed": 1, "pair_seed": 1},
-    "optimizers": {"seed": 1},
-}
 pytestmark = pytest.mark.notebook
 
 
-@pytest.mark.parametrize("name", sorted(OVERRIDES))
-def test_notebook_runs_with_overrides_and_is_recorded(name, tmp_path):
+@pytest.mark.parametrize("case", sorted(OVERRIDES))
+def test_notebook_passes_its_checks_with_overrides_and_is_recorded(case, tmp_path):
+    """The settings of every case in notebook_cases (those the mutation tests break) pass unbroken."""
+    name = case.split("/")[0]
     if not (NOTEBOOKS / f"{name}.ipynb").exists():
         pytest.fail(f"notebooks/{name}.ipynb is missing")
     store = RunStore(tmp_path / "runs.db")
-    report, output, run_id = run_notebook(name, OVERRIDES[name], output_dir=tmp_path, store=store)
+    report, output, run_id = run_notebook(name, OVERRIDES[case], output_dir=tmp_path, store=store)
     run = store.load(run_id)
     assert run.status == "finished" and output.exists()
-    for key, value in OVERRIDES[name].items():
-        assert run.params[key] == value  # the notebook reports the parameters it really ran with
+    for key, value in OVERRIDES[case].items():
+        assert run.params[key] == value  # the parameters it really ran with, notebook-only ones included
     assert run.metrics == {k: v for k, v in report["metrics"].items()} and run.metrics
-    assert read_reports(output)["params"]["seed"] == OVERRIDES[name]["seed"]
+    assert read_reports(output)["params"]["seed"] == run.params["seed"]
 
 
 def test_bad_papermill_parameter_fails_inside_the_notebook(tmp_path):
@@ -44,7 +43,7 @@ def test_bad_papermill_parameter_fails_inside_the_notebook(tmp_path):
 
 def test_bad_override_is_rejected_before_papermill_starts(tmp_path):
     store = RunStore(tmp_path / "runs.db")
-    with pytest.raises(ConfigError, match="unknown parameter 'nosuch'"):
+    with pytest.raises(ConfigError, match="unknown parameter 'nosuch'; experiment parameters: .*; notebook-only"):
         run_notebook("lightsb", {"nosuch": 1}, output_dir=tmp_path, store=store)
     assert store.list() == []
     env = {**os.environ, "WORKBENCH_DB": str(tmp_path / "cli.db")}

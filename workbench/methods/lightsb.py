@@ -98,6 +98,30 @@ def gaussian_bridge(m0: torch.Tensor, A: torch.Tensor, m1: torch.Tensor, B: torc
     return K, epsilon * K
 
 
+def gaussian_drift(m0: torch.Tensor, A: torch.Tensor, m1: torch.Tensor, B: torch.Tensor, epsilon: float,
+                   x: torch.Tensor, t: float) -> torch.Tensor:
+    """Closed-form drift of the Schrödinger bridge between p0 = N(m0, A) and p1 = N(m1, B), from the
+    Gaussian plan alone (no LightSB formula involved):
+
+        g(x, t) = (E[X1 | X_t = x] − x) / (1 − t),   X_t = t X1 + (1 − t) X0 + √(ε t (1 − t)) Z,
+
+    with (X0, X1) ~ the plan of :func:`gaussian_bridge` (Cov(X1, X0) = K A), so (X_t, X1) is jointly Gaussian:
+
+        E[X_t] = t m1 + (1 − t) m0
+        Var X_t = t² B + (1 − t)² A + t (1 − t) (K A + A K) + ε t (1 − t) I
+        Cov(X1, X_t) = t B + (1 − t) K A
+        E[X1 | X_t = x] = m1 + Cov(X1, X_t) (Var X_t)⁻¹ (x − E[X_t]).
+
+    The bridge is Markov, so this is the drift of dX = g dt + √ε dW. x (N, D), t ∈ [0, 1) -> (N, D)."""
+    K, _ = gaussian_bridge(m0, A, m1, B, epsilon)
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    var_t = t**2 * B + (1 - t) ** 2 * A + t * (1 - t) * (K @ A + A @ K) + epsilon * t * (1 - t) * eye  # (D, D)
+    cov_1t = t * B + (1 - t) * K @ A  # (D, D)
+    deviation = x - (t * m1 + (1 - t) * m0)  # (N, D)
+    expected_x1 = m1 + torch.linalg.solve(var_t, deviation.mT).mT @ cov_1t.mT  # (N, D)
+    return (expected_x1 - x) / (1 - t)
+
+
 class LightSB(nn.Module):
     """LightSB model: v_θ(x1) = Σ_k α_k N(x1 | r_k, ε S_k) and everything it implies in closed form.
 

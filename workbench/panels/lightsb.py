@@ -9,28 +9,20 @@ Plotly figure:
 - higher dimensions: target and mapped samples projected on the first two principal axes of the
   target (PCA of x1), so the two clouds can be compared by eye.
 
-Payload keys: ``model`` (a ``workbench.methods.lightsb.LightSB``), source samples under ``x0`` /
-``source``, target samples under ``x1`` / ``target``; optional ``mapped`` (precomputed x̂1),
-``trajectories`` ((B, T, D)), ``n_steps`` (trajectory steps, default 50).
+Payload keys (as the LightSB experiment sends them): ``model`` (a ``workbench.methods.lightsb.LightSB``),
+source samples ``x0`` and target samples ``x1``.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
 MAX_POINTS = 512  # drawn per cloud
 N_TRAJECTORIES = 8
+N_PATH_STEPS = 50  # Euler–Maruyama steps of each drawn SDE path
 COLORS = {"source": "#7f7f7f", "target": "#1f77b4", "mapped": "#d62728", "path": "rgba(44,160,44,0.6)"}
-
-
-def _pick(payload: dict[str, Any], *keys: str):
-    for key in keys:
-        if key in payload and payload[key] is not None:
-            return payload[key]
-    return None
 
 
 def _numpy(x) -> np.ndarray | None:
@@ -72,26 +64,20 @@ def principal_axes(x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def lightsb_plot(event) -> go.Figure:
     payload = event.payload if isinstance(event.payload, dict) else {}
     model = payload.get("model")
-    x0 = _pick(payload, "x0", "source", "x_source")
-    x1 = _pick(payload, "x1", "target", "x_target")
+    x0, x1 = payload.get("x0"), payload.get("x1")
     if x0 is None or x1 is None:
         raise KeyError(f"lightsb_plot needs source and target samples in the payload; got keys {sorted(payload)}")
     x0, x1 = x0[:MAX_POINTS], x1[:MAX_POINTS]
     if model is not None and hasattr(model, "parameters"):
         x0 = x0.to(next(model.parameters()).device)  # the model may train on a GPU; samples live on the CPU
-    mapped = _pick(payload, "mapped", "x1_hat")
-    if mapped is None and model is not None:
-        mapped = _call(model.sample, x0)
+    mapped = _call(model.sample, x0) if model is not None else None
     x0_np, x1_np, mapped_np = _numpy(x0), _numpy(x1), _numpy(mapped)
     dim = x1_np.shape[1]
     title = f"LightSB — step {event.step} / {event.total}"
 
     fig = go.Figure()
     if dim == 2:
-        paths = _pick(payload, "trajectories")
-        if paths is None and model is not None and hasattr(model, "sample_trajectory"):
-            n_steps = int(payload.get("n_steps", 50))
-            paths = _call(model.sample_trajectory, x0[:N_TRAJECTORIES], n_steps)
+        paths = _call(model.sample_trajectory, x0[:N_TRAJECTORIES], N_PATH_STEPS) if model is not None else None
         fig.add_trace(_scatter(x0_np, "source x0", COLORS["source"], opacity=0.35))
         fig.add_trace(_scatter(x1_np, "target x1", COLORS["target"], opacity=0.5))
         if mapped_np is not None:
