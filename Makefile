@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 triton==3.7.1
-	$(PY) -m pip install -q -e ".[dev,test]"
+	$(PY) -m pip install -q -e ".[dev,test,distributed]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -17,9 +17,10 @@ from workbench.experiment import (
 from workbench.reporting import read_reports, report
 from workbench.runner import configure_from_namespace, execute, progress_bar, run, run_notebook
 from workbench.store import RunRecord, RunStore
+from workbench.sweeps import sweep
 
 __all__ = [
     "ConfigError", "Event", "Experiment", "Result", "RunRecord", "RunStore", "configure",
     "configure_from_namespace", "execute", "experiments", "get", "progress_bar", "read_reports",
-    "register", "report", "run", "run_notebook",
+    "register", "report", "run", "run_notebook", "sweep",
 ]

@@ -1,6 +1,7 @@
-"""The ``workbench`` command line: list, run, notebook, runs, show.
+"""The ``workbench`` command line: list, run, notebook, sweep, runs, show, compare.
 
-Exit codes: 0 success, 1 the run failed, 2 bad input (unknown experiment or parameter, bad value).
+Exit codes: 0 success, 1 a run failed, 2 bad input (unknown experiment or parameter, bad value),
+130 interrupted (Ctrl-C; the runs in flight are recorded as stopped).
 """
 from __future__ import annotations
 
@@ -126,17 +127,66 @@ def _chosen_metrics(metrics: dict, patterns: str | None, every: bool) -> dict:
     return {k: v for k, v in metrics.items() if any(p in k for p in parts)}
 
 
+def cmd_sweep(args) -> int:
+    from workbench.sweeps import parse_grid, parse_random, sweep
+
+    def started(sweep_id: str, n_points: int, n_done: int) -> None:
+        print(f"sweep {sweep_id}: {n_points} points of {args.name or 'the recorded sweep'}"
+              + (f", {n_done} already finished" if n_done else ""), flush=True)
+
+    store = RunStore(args.db)
+    try:
+        frame = sweep(args.name, grid=parse_grid(args.grid), random=parse_random(args.random), n=args.n,
+                      sweep_seed=args.sweep_seed, params=parse_overrides(args.param), via=args.via, workers=args.workers,
+                      executor=args.executor, scheduler=args.scheduler, timeout=args.timeout, resume=args.resume,
+                      store=store, output_dir=args.output_dir, progress=not args.quiet, on_start=started)
+    except KeyboardInterrupt:
+        print("\nsweep interrupted: the runs in flight are recorded as stopped", file=sys.stderr)
+        return 130
+    sweep_id = frame["sweep_id"].iloc[0] if len(frame) else args.resume
+    runs = store.list(sweep_id=sweep_id)
+    print(format_table([_run_row(run, args.metrics, every=True) for run in runs]))
+    failed = sum(run.status != "finished" for run in runs if _latest(run, runs))
+    print(f"\nsweep {sweep_id}: {len(runs)} runs in {store.path}; compare: workbench compare {sweep_id} -o report.html")
+    return 1 if failed else 0
+
+
+def _latest(run, runs) -> bool:
+    """Whether ``run`` is the last attempt at its parameters in ``runs`` (a resumed sweep re-runs failures)."""
+    return not any(other.id > run.id and other.params == run.params for other in runs)
+
+
+def cmd_compare(args) -> int:
+    from workbench.compare import chosen_metrics, write_report
+
+    store = RunStore(args.db)
+    runs = []
+    for target in args.targets:
+        try:
+            runs += [store.load(int(target))] if target.isdigit() else store.list(sweep_id=store.sweep(target)["id"])
+        except KeyError as error:
+            raise ConfigError(str(error.args[0])) from None
+    if not runs:
+        raise ConfigError("compare: no runs to compare")
+    path = write_report(runs, args.output, metrics=chosen_metrics(runs, args.metrics),
+                        title=f"workbench: {', '.join(args.targets)}")
+    print(f"report of {len(runs)} runs: {path}")
+    return 0
+
+
+def _run_row(run, patterns: str | None, every: bool) -> dict:
+    row = {"id": run.id, "experiment": run.experiment, "status": run.status,
+           "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)), "seconds": run.duration_s}
+    row.update(_chosen_metrics(run.metrics, patterns, every=every))
+    return row
+
+
 def cmd_runs(args) -> int:
     if args.name is not None:
         get(args.name)
-    rows = []
-    for run in RunStore(args.db).list(args.name):
-        row = {"id": run.id, "experiment": run.experiment, "status": run.status,
-               "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)),
-               "seconds": run.duration_s}
-        row.update(_chosen_metrics(run.metrics, args.metrics, every=args.name is not None))
-        rows.append(row)
-    print(format_table(rows))
+    one_experiment = args.name is not None or args.sweep is not None
+    print(format_table([_run_row(run, args.metrics, every=one_experiment)
+                        for run in RunStore(args.db).list(args.name, args.sweep)]))
     return 0
 
 
@@ -181,10 +231,39 @@ def build_parser() -> argparse.ArgumentParser:
     notebook.add_argument("--metrics", metavar="PARTS", help=METRICS_HELP)
     notebook.set_defaults(func=cmd_notebook)
 
+    sweep = add("sweep", help="run NAME's notebook (or experiment) over a grid or random search of parameters")
+    sweep.add_argument("name", nargs="?", help="experiment (omit with --resume)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="values of one parameter; several --grid make the cartesian product")
+    sweep.add_argument("--random", action="append", default=[], metavar="KEY=LO:HI[:log]",
+                       help="draw KEY uniformly (log-uniformly with :log) in [LO, HI], --n times")
+    sweep.add_argument("--n", type=int, default=10, help="random draws (default 10)")
+    sweep.add_argument("--sweep-seed", type=int, default=0, help="seed of the random draws")
+    sweep.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a fixed value")
+    sweep.add_argument("--via", choices=["notebook", "experiment"], default="notebook",
+                       help="run each point's notebook with papermill (default) or the experiment in-process")
+    sweep.add_argument("--workers", type=int, default=1, help="points in flight at once (local executor)")
+    sweep.add_argument("--executor", choices=["local", "dask"], default="local")
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a Dask scheduler (default: a LocalCluster)")
+    sweep.add_argument("--timeout", type=float, default=1800, help="seconds per point before it is killed")
+    sweep.add_argument("--resume", metavar="SWEEP_ID", help="run the points of a recorded sweep not yet finished")
+    sweep.add_argument("--output-dir", default="runs", help="executed notebooks go to OUTPUT_DIR/sweeps/SWEEP_ID/")
+    sweep.add_argument("-q", "--quiet", action="store_true")
+    sweep.add_argument("--metrics", metavar="PARTS", help=METRICS_HELP)
+    sweep.set_defaults(func=cmd_sweep)
+
     runs = add("runs", help="table of recorded runs")
     runs.add_argument("name", nargs="?")
+    runs.add_argument("--sweep", metavar="SWEEP_ID", help="only the runs of this sweep")
     runs.add_argument("--metrics", metavar="PARTS", help=METRICS_HELP)
     runs.set_defaults(func=cmd_runs)
+
+    compare = add("compare", help="an HTML report comparing a sweep's runs (or several runs)")
+    compare.add_argument("targets", nargs="+", metavar="SWEEP_ID|RUN_ID")
+    compare.add_argument("-o", "--output", default="report.html", help="report file (default report.html)")
+    compare.add_argument("--metrics", metavar="PARTS", help="metrics to show: comma-separated parts of their names "
+                         f"(default: those every run reports, at most 8)")
+    compare.set_defaults(func=cmd_compare)
 
     show = add("show", help="one run in full")
     show.add_argument("run_id", type=int)

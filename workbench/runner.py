@@ -119,6 +119,13 @@ def notebook_parameters(name: str) -> dict[str, param.Parameter | None]:
     return parameters
 
 
+def notebook_defaults(name: str) -> dict[str, Any]:
+    """The values a notebook runs with when nothing is injected: the experiment's defaults, overridden by
+    the plain-literal defaults of the notebook's ``parameters`` cell."""
+    declared = {k: p.default for k, p in notebook_parameters(name).items() if p is not None}
+    return {**configure(name).params_dict(), **declared}
+
+
 def configure_notebook(name: str, params: dict[str, Any]) -> tuple[Experiment, dict[str, Any]]:
     """Validate a notebook's parameters: the experiment's own against its spec (:func:`configure`), the
     notebook-only ones (declared in its ``parameters`` cell only) against their defaults' types.
@@ -171,7 +178,7 @@ def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir:
     store = _as_store(store)
     run_id = None
     if store is not None:
-        run_id = store.start(name, {**experiment.params_dict(), **typed}, seed=experiment.seed,
+        run_id = store.start(name, {**notebook_defaults(name), **typed}, seed=experiment.seed,
                              device=str(experiment.torch_device), notebook=str(output))
     start = time.perf_counter()
     try:

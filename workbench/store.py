@@ -7,7 +7,9 @@ processes can record runs at once without losing or corrupting any.
 
 A run row holds: experiment, status (running/finished/failed/stopped), parameters, final
 metrics, metric curves, seed, device, started/finished timestamps and duration, git commit
-and dirty flag, package versions, notebook path and the error text of a failed run.
+and dirty flag, package versions, notebook path, the error text of a failed run and the id of
+the sweep it belongs to. The ``sweeps`` table holds each sweep's id, experiment, spec and
+creation time. A store written before a column existed is migrated in place when opened.
 """
 from __future__ import annotations
 
@@ -44,10 +46,20 @@ CREATE TABLE IF NOT EXISTS runs (
     git_dirty INTEGER,
     versions TEXT NOT NULL DEFAULT '{}',
     notebook TEXT,
-    error TEXT
+    error TEXT,
+    sweep_id TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    experiment TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
+# Columns added after a store's first release: (name, SQL type). A store file written before one of them
+# existed gets it in place (ALTER TABLE ADD COLUMN keeps every row) the first time it is opened.
+MIGRATIONS = (("sweep_id", "TEXT"),)
 JSON_COLUMNS = ("params", "metrics", "curves", "versions")
 
 
@@ -69,6 +81,7 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     notebook: str | None = None
     error: str | None = None
+    sweep_id: str | None = None
 
 
 def default_path() -> Path:
@@ -109,6 +122,12 @@ class RunStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+        with self._write() as db:
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            for name, kind in MIGRATIONS:
+                if name not in columns:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            db.execute("CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id)")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -134,15 +153,15 @@ class RunStore:
     # --- writing ---------------------------------------------------------------------------------
 
     def start(self, experiment: str, params: dict[str, Any], seed: int | None = None,
-              device: str | None = None, notebook: str | None = None) -> int:
+              device: str | None = None, notebook: str | None = None, sweep_id: str | None = None) -> int:
         """Insert a run with status 'running'; returns its id."""
         commit, dirty = git_state()
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO runs (experiment, status, params, seed, device, started_at, git_commit, git_dirty,"
-                " versions, notebook) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                " versions, notebook, sweep_id) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (experiment, json.dumps(params, default=str), seed, device, time.time(), commit,
-                 None if dirty is None else int(dirty), json.dumps(package_versions()), notebook),
+                 None if dirty is None else int(dirty), json.dumps(package_versions()), notebook, sweep_id),
             )
             return int(cursor.lastrowid)
 
@@ -173,9 +192,10 @@ class RunStore:
 
     def record(self, experiment: str, params: dict[str, Any], status: str, metrics: dict[str, float] | None = None,
                curves: dict[str, dict[str, list]] | None = None, seed: int | None = None, device: str | None = None,
-               duration_s: float | None = None, notebook: str | None = None, error: str | None = None) -> int:
+               duration_s: float | None = None, notebook: str | None = None, error: str | None = None,
+               sweep_id: str | None = None) -> int:
         """Record a whole run at once (start + finish); returns its id."""
-        run_id = self.start(experiment, params, seed=seed, device=device, notebook=notebook)
+        run_id = self.start(experiment, params, seed=seed, device=device, notebook=notebook, sweep_id=sweep_id)
         self.finish(run_id, status, metrics=metrics, curves=curves, error=error, duration_s=duration_s)
         return run_id
 
@@ -188,21 +208,48 @@ class RunStore:
             raise KeyError(f"no run with id {run_id} in {self.path}")
         return _to_record(row)
 
-    def list(self, experiment: str | None = None) -> list[RunRecord]:
-        query, args = "SELECT * FROM runs", ()
-        if experiment is not None:
-            query, args = query + " WHERE experiment = ?", (experiment,)
+    def list(self, experiment: str | None = None, sweep_id: str | None = None) -> list[RunRecord]:
+        """Runs in id order, of one experiment and/or one sweep when given."""
+        conditions = [(column, value) for column, value in (("experiment", experiment), ("sweep_id", sweep_id))
+                      if value is not None]
+        query = "SELECT * FROM runs" + "".join(f"{' WHERE' if i == 0 else ' AND'} {column} = ?"
+                                               for i, (column, _) in enumerate(conditions))
         with self._connect() as db:
-            rows = db.execute(query + " ORDER BY id", args).fetchall()
+            rows = db.execute(query + " ORDER BY id", [value for _, value in conditions]).fetchall()
         return [_to_record(row) for row in rows]
 
-    def dataframe(self, experiment: str | None = None):
+    # --- sweeps ----------------------------------------------------------------------------------
+
+    def add_sweep(self, sweep_id: str, experiment: str, spec: dict[str, Any]) -> bool:
+        """Record a sweep (id, experiment, its spec) unless it exists; True when it is new."""
+        with self._write() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO sweeps (id, experiment, spec, created) VALUES (?, ?, ?, ?)",
+                                (sweep_id, experiment, json.dumps(spec, sort_keys=True), time.time()))
+            return cursor.rowcount == 1
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """{id, experiment, spec, created} of a recorded sweep; KeyError when there is none."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no sweep with id {sweep_id!r} in {self.path}")
+        return {**dict(row), "spec": json.loads(row["spec"])}
+
+    def close_running(self, run_ids, status: str = "stopped", error: str | None = None) -> None:
+        """Close those of ``run_ids`` still running (e.g. a sweep's runs in flight at Ctrl-C)."""
+        now = time.time()
+        with self._write() as db:
+            for run_id in run_ids:
+                db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ?, duration_s = ? - started_at"
+                           " WHERE id = ? AND status = 'running'", (status, error, now, now, run_id))
+
+    def dataframe(self, experiment: str | None = None, sweep_id: str | None = None):
         """One row per run: id, experiment, status, duration, then ``param.*`` and ``metric.*`` columns."""
         import pandas as pd
 
         rows = []
-        for run in self.list(experiment):
-            row = {"id": run.id, "experiment": run.experiment, "status": run.status,
+        for run in self.list(experiment, sweep_id):
+            row = {"id": run.id, "experiment": run.experiment, "status": run.status, "sweep_id": run.sweep_id,
                    "started": pd.Timestamp(run.started_at, unit="s"), "duration_s": run.duration_s,
                    "seed": run.seed, "device": run.device, "git_commit": run.git_commit, "git_dirty": run.git_dirty}
             row.update({f"param.{k}": v for k, v in run.params.items()})
