@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from workbench.store import RunStore
 
@@ -68,4 +69,12 @@ def test_cross_parameter_rule_exits_2_before_any_work(tmp_path):
     db = tmp_path / "r.db"
     done = workbench_cli("run", "lightsb", "-p", "dataset=swiss_roll", "-p", "dim=3", db=db)
     assert done.returncode == 2 and "dim" in done.stderr  # a 2-D toy needs dim 2
+    assert not db.exists() or RunStore(db).list() == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so device=cuda is allowed")
+def test_device_cuda_without_cuda_exits_2_and_records_nothing(tmp_path):
+    db = tmp_path / "r.db"
+    done = workbench_cli("run", "lightsb", *SMALL, "-p", "device=cuda", db=db, check_rc=2)
+    assert "'device' = 'cuda'" in done.stderr and "no CUDA device" in done.stderr and "Traceback" not in done.stderr
     assert not db.exists() or RunStore(db).list() == []

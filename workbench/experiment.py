@@ -258,4 +258,5 @@ def configure(name: str | type[Experiment], **params: Any) -> Experiment:
             ) from None
     experiment = cls(**values)
     experiment.validate()
+    resolve_device(experiment.device)  # cuda on a machine without it is a configuration error, found before any work
     return experiment
