@@ -26,7 +26,8 @@ def write_notebook(path, parameters: str, *cells: str):
     nbformat.write(notebook, str(path))
 
 
-REPORTING = ("seed = 0\nsteps = 50\nextra_rounds = 3       # notebook-only\nlabels = ['a', 'b']",
+REPORTING = ("seed = 0\nsteps = 50\nextra_rounds = 3       # notebook-only; a comment with rounds = 3 in it\n"
+             "labels = ['a', 'b']",
              "import math, workbench\n"
              "workbench.report(metrics={'score': extra_rounds + 0.5, 'diverged': math.nan, 'n_labels': len(labels)})")
 FAILING = ("seed = 0", "assert 1 + 1 == 3, 'the check failed'")

@@ -106,16 +106,23 @@ def _declared_parameter(default: Any) -> param.Parameter | None:
 
 def notebook_parameters(name: str) -> dict[str, param.Parameter | None]:
     """The variables of ``notebooks/<name>.ipynb``'s ``parameters`` cell, each as a param object of its
-    declared default's type (None when the default is not a plain literal)."""
-    import papermill
+    declared default's type (None when the default is not a plain literal).
 
-    declared = papermill.inspect_notebook(str(notebook_path(name)))
+    The cell is read with Python's own parser (every top-level ``name = value``), not with
+    ``papermill.inspect_notebook``, whose line parser drops a variable whose comment holds ``=``."""
+    import nbformat
+
+    notebook = nbformat.read(str(notebook_path(name)), as_version=4)
+    cell = next((c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        raise ConfigError(f"notebooks/{name}.ipynb has no cell tagged 'parameters'")
     parameters = {}
-    for key, entry in declared.items():
-        try:
-            parameters[key] = _declared_parameter(ast.literal_eval(entry["default"]))
-        except (ValueError, SyntaxError):
-            parameters[key] = None
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                parameters[node.targets[0].id] = _declared_parameter(ast.literal_eval(node.value))
+            except ValueError:
+                parameters[node.targets[0].id] = None
     return parameters
 
 
