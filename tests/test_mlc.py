@@ -1,0 +1,255 @@
+"""MLC against ground truth: closed forms of R and R_c, the orthogonal-subspace gain, Sinkhorn's marginals and
+its η behaviour (down to the permutation degeneracy), the Hungarian accuracy, numerical ranks, and the
+training pieces (one-shot copy, device-agnostic fit)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from workbench.methods import mlc
+
+F64 = torch.float64
+
+
+def sphere(n, d, seed, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=1)
+
+
+def orthogonal_subspaces(d, k, r, per, seed, tight=True):
+    """k mutually orthogonal r-dim subspaces of R^d, `per` unit points each; tight=True uses ±basis vectors
+    (an isotropic frame: Z_kᵀZ_k = per/r · P_k exactly, per a multiple of 2r), else random unit points."""
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))[0]
+    rows, labels = [], []
+    for c in range(k):
+        U = Q[:, c * r:(c + 1) * r]  # (d, r)
+        if tight:
+            E = torch.cat([torch.eye(r, dtype=F64), -torch.eye(r, dtype=F64)]).repeat(per // (2 * r), 1)  # (per, r)
+        else:
+            E = F.normalize(torch.randn(per, r, generator=g, dtype=F64), dim=1)
+        rows.append(E @ U.T)
+        labels += [c] * per
+    Z = torch.cat(rows)  # (k per, d)
+    y = torch.tensor(labels)
+    Gamma = (y[:, None] == y[None, :]).to(F64) / per  # true blocks, rows sum to 1
+    return Z, y, Gamma
+
+
+def logdet_reference(M):
+    return torch.linalg.slogdet(M)[1]
+
+
+# --- R and R_c ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, d", [(50, 8), (120, 32), (7, 16)])
+@pytest.mark.parametrize("eps", [0.1, math.sqrt(0.1), 1.0])
+def test_coding_rate_matches_its_definition(n, d, eps):
+    Z = sphere(n, d, seed=n + d)
+    expected = logdet_reference(torch.eye(d, dtype=F64) + d / (n * eps**2) * Z.T @ Z)
+    assert torch.allclose(mlc.coding_rate(Z, eps), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compressed_rate_matches_the_sum_over_rows(seed):
+    n, d, eps = 30, 6, 0.5
+    Z = sphere(n, d, seed)
+    Gamma = mlc.sinkhorn(torch.rand(n, n, generator=torch.Generator().manual_seed(seed), dtype=F64), 0.3, 50)
+    expected = torch.stack([logdet_reference(torch.eye(d, dtype=F64) + d / eps**2 * Z.T @ torch.diag(Gamma[j]) @ Z)
+                            for j in range(n)]).mean()
+    assert torch.allclose(mlc.compressed_coding_rate(Z, Gamma, eps), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("n, d", [(40, 8), (120, 32)])
+@pytest.mark.parametrize("eps", [math.sqrt(0.1), 0.7])
+def test_uniform_membership_gives_rc_equal_to_r(n, d, eps):
+    Z = sphere(n, d, seed=3)
+    uniform = torch.full((n, n), 1 / n, dtype=F64)
+    assert torch.allclose(mlc.compressed_coding_rate(Z, uniform, eps), mlc.coding_rate(Z, eps), rtol=1e-12)
+    assert abs(mlc.rate_reduction(Z, uniform, eps).item()) < 1e-10
+
+
+@pytest.mark.parametrize("n, d", [(40, 8), (120, 32)])
+@pytest.mark.parametrize("eps", [math.sqrt(0.1), 0.7])
+def test_identity_membership_gives_log_one_plus_d_over_eps2(n, d, eps):
+    # each row codes one unit vector: logdet(I + d/ε² z zᵀ) = log(1 + d/ε²), MLC's convention (no ½)
+    Z = sphere(n, d, seed=4)
+    value = mlc.compressed_coding_rate(Z, torch.eye(n, dtype=F64), eps).item()
+    assert value == pytest.approx(math.log(1 + d / eps**2), rel=1e-12)
+
+
+@pytest.mark.parametrize("d, k, r", [(32, 4, 3), (16, 2, 5), (12, 3, 4)])
+@pytest.mark.parametrize("eps", [math.sqrt(0.1), 0.7])
+def test_true_blocks_on_orthogonal_subspaces_give_the_known_gain(d, k, r, eps):
+    Z, _, Gamma = orthogonal_subspaces(d, k, r, per=4 * r, seed=0)
+    gain = mlc.rate_reduction(Z, Gamma, eps).item()
+    assert gain == pytest.approx(mlc.orthogonal_subspaces_gain(d, k, r, eps), rel=1e-10)
+    # the note's case, 4 orthogonal 3-D subspaces in R^32 with ε² = 0.1: k r log(1 + d/(k r ε²)) − r log(1 + d/(r ε²))
+    if (d, k, r) == (32, 4, 3) and eps == math.sqrt(0.1):
+        assert gain == pytest.approx(12 * math.log(1 + 32 / 1.2) - 3 * math.log(1 + 32 / 0.3), rel=1e-10)
+
+
+def test_random_points_on_orthogonal_subspaces_follow_the_block_formula():
+    # R splits over orthogonal blocks; R_c of a true-block row is that block's rate at n/k points
+    d, k, r, per, eps = 32, 4, 3, 40, math.sqrt(0.1)
+    Z, y, Gamma = orthogonal_subspaces(d, k, r, per, seed=1, tight=False)
+    n = len(y)
+    R = sum(logdet_reference(torch.eye(d, dtype=F64) + d / (n * eps**2) * Z[y == c].T @ Z[y == c]) for c in range(k))
+    Rc = sum(logdet_reference(torch.eye(d, dtype=F64) + d / (per * eps**2) * Z[y == c].T @ Z[y == c])
+             for c in range(k)) / k
+    assert mlc.rate_reduction(Z, Gamma, eps).item() == pytest.approx((R - Rc).item(), rel=1e-10)
+
+
+def test_cholesky_logdet_has_the_same_gradient_as_torch_logdet():
+    d = 5
+    A = torch.randn(d, d, dtype=F64, generator=torch.Generator().manual_seed(0))
+    M = (A @ A.T + torch.eye(d, dtype=F64)).requires_grad_()
+    grad = torch.autograd.grad(mlc.logdet_spd(M), M)[0]
+    expected = torch.autograd.grad(torch.logdet(M), M)[0]
+    assert torch.allclose(grad, expected, atol=1e-12)
+
+
+# --- Sinkhorn ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [5, 64, 200])
+@pytest.mark.parametrize("eta", [0.2, 1.0])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_sinkhorn_is_doubly_stochastic(n, eta, dtype):
+    C = sphere(n, 8, seed=n, dtype=dtype)
+    Gamma = mlc.sinkhorn((C @ C.T).abs(), eta, n_iter=200)
+    tol = 1e-6 if dtype == F64 else 1e-5
+    assert (Gamma >= 0).all()
+    assert (Gamma.sum(1) - 1).abs().max() < tol
+    assert (Gamma.sum(0) - 1).abs().max() < tol
+    assert torch.allclose(Gamma, Gamma.T, atol=10 * tol)  # a symmetric kernel gives a symmetric plan
+
+
+def test_sinkhorn_maximises_the_entropic_objective():
+    # the Sinkhorn plan beats any other doubly stochastic matrix on ⟨K, Γ⟩ + η H(Γ) (here: perturbed ones)
+    n, eta = 20, 0.3
+    K = torch.rand(n, n, dtype=F64, generator=torch.Generator().manual_seed(2))
+    Gamma = mlc.sinkhorn(K, eta, 500)
+
+    def objective(G):
+        return (K * G).sum() - eta * (G * G.log()).sum()
+
+    best = objective(Gamma)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        other = mlc.sinkhorn(K + 0.3 * torch.randn(n, n, dtype=F64, generator=g), eta, 500)
+        assert objective(other) < best
+
+
+def test_sinkhorn_rejects_a_non_positive_eta():
+    with pytest.raises(ValueError, match="eta = 0"):
+        mlc.sinkhorn(torch.eye(3), 0.0)
+
+
+def test_eta_sweep_from_uniform_to_blocks_to_a_permutation():
+    """The note's table (B6) on 4 orthogonal 3-D subspaces in R^32, ε² = 0.1, kernel |ZZᵀ|: large η spreads Γ
+    over all points, η = 0.1 recovers the true blocks, and too small an η overshoots the true-block ΔR and
+    drifts to the permutation Γ = I (one-hot rows: every point its own cluster)."""
+    d, k, r, per, eps = 32, 4, 3, 30, math.sqrt(0.1)
+    Z, y, truth = orthogonal_subspaces(d, k, r, per, seed=0, tight=False)
+    K = (Z @ Z.T).abs()
+    off_block = truth == 0
+    results = {}
+    for eta in (1.0, 0.1, 0.03, 0.003):
+        Gamma = mlc.sinkhorn(K, eta, n_iter=300)
+        results[eta] = (Gamma[off_block].sum().item() / len(y), mlc.rate_reduction(Z, Gamma, eps).item(),
+                        Gamma.diagonal().mean().item())
+    true_gain = mlc.rate_reduction(Z, truth, eps).item()
+    assert results[1.0][0] > 0.5 and results[1.0][1] < 0.1 * true_gain  # too smooth
+    assert results[0.1][0] < 0.01 and results[0.1][1] > 0.9 * true_gain  # ≈ the true blocks
+    assert results[0.03][1] > true_gain  # past the true blocks: drifting
+    off, gain, diagonal = results[0.003]
+    assert diagonal > 0.95  # ≈ I
+    permutation = mlc.sinkhorn(K, 0.003, n_iter=300).argmax(1)
+    assert torch.equal(permutation, torch.arange(len(y)))
+    assert gain > true_gain
+    assert [results[e][2] for e in (1.0, 0.1, 0.03, 0.003)] == sorted(results[e][2] for e in (1.0, 0.1, 0.03, 0.003))
+
+
+def test_membership_of_the_one_shot_init_equals_sinkhorn_of_the_features():
+    torch.manual_seed(0)
+    net = mlc.MLCNet(10, hidden=16, feature_dim=4).double().eval()
+    net.copy_feature_head_to_cluster_head()
+    x = torch.randn(25, 10, dtype=F64)
+    Z, C = net(x)
+    assert torch.equal(Z, C)
+    assert torch.allclose(mlc.membership(C, 0.2, 10), mlc.sinkhorn((Z @ Z.T).abs(), 0.2, 10))
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hungarian_accuracy_is_invariant_to_label_permutations(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 5, 200)
+    pred = np.where(rng.random(200) < 0.7, y, rng.integers(0, 5, 200))
+    base = mlc.clustering_accuracy(y, pred)
+    for _ in range(5):
+        perm = rng.permutation(5)
+        assert mlc.clustering_accuracy(y, perm[pred]) == pytest.approx(base, abs=1e-12)
+        assert mlc.nmi(y, perm[pred]) == pytest.approx(mlc.nmi(y, pred), abs=1e-12)
+    assert mlc.clustering_accuracy(y, rng.permutation(5)[y]) == 1.0
+    assert 0.6 <= base <= 1.0
+
+
+def test_hungarian_accuracy_known_values():
+    assert mlc.clustering_accuracy([0, 0, 1, 1], [1, 1, 0, 0]) == 1.0
+    assert mlc.clustering_accuracy([0, 0, 1, 1], [0, 0, 0, 0]) == 0.5
+    assert mlc.clustering_accuracy([0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 2, 2]) == pytest.approx(4 / 6)  # 3 clusters vs 2
+
+
+def test_numerical_rank():
+    g = torch.Generator().manual_seed(0)
+    U = torch.linalg.qr(torch.randn(20, 3, generator=g, dtype=F64))[0]
+    Z = torch.randn(100, 3, generator=g, dtype=F64) @ U.T  # rank 3 exactly
+    assert mlc.numerical_rank(Z) <= 3
+    diag = torch.diag(torch.tensor([3.0, 1.0, 0.1], dtype=F64))  # energies 9, 1, 0.01: 90 % then 99.9 %
+    assert mlc.numerical_rank(diag) == 2 and mlc.numerical_rank(diag, energy=0.8) == 1
+    labels = np.array([0] * 50 + [1] * 50)
+    two = torch.cat([Z[:50], torch.randn(50, 20, generator=g, dtype=F64)])
+    ranks = mlc.per_cluster_ranks(two, labels)
+    assert ranks[0] <= 3 < ranks[1]
+
+
+# --- training pieces ---------------------------------------------------------------------------------------------
+
+def test_fit_runs_both_phases_and_increases_the_rate_reduction():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    U = [torch.linalg.qr(torch.randn(10, 2, generator=g))[0] for _ in range(2)]
+    X = torch.cat([torch.randn(60, 2, generator=g) @ u.T for u in U])  # (120, 10)
+    y = np.array([0] * 60 + [1] * 60)
+    net = mlc.MLCNet(10, hidden=64, feature_dim=8)
+    log = []
+    steps = mlc.fit(net, X, lambda x: x + 0.02 * torch.randn_like(x), tcr_steps=30, mlc_steps=30, eps=0.5, eta=0.2,
+                    tcr_lr=1e-3, mlc_lr=1e-3, callback=lambda s, phase, terms: log.append((phase, terms)))
+    assert steps == 60 and [p for p, _ in log] == ["tcr"] * 30 + ["mlc"] * 30
+    mlc_terms = [t["delta_R"] for p, t in log if p == "mlc"]
+    assert mlc_terms[-1] > mlc_terms[0]
+    Z, Gamma = mlc.embed(net, X, eta=0.2)
+    assert Z.shape == (120, 8) and Gamma.shape == (120, 120)
+    assert torch.allclose(Z.norm(dim=1), torch.ones(120), atol=1e-5)
+    assert mlc.spectral_labels(Gamma, 2).shape == y.shape
+
+
+def test_fit_stops_when_asked():
+    net = mlc.MLCNet(4, hidden=8, feature_dim=3)
+    calls = []
+    steps = mlc.fit(net, torch.randn(20, 4), lambda x: x, tcr_steps=10, mlc_steps=10, eps=0.5, eta=0.5,
+                    callback=lambda s, p, t: calls.append(s), stop=lambda: len(calls) >= 3)
+    assert steps == 3
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_fit_runs_on_the_device_of_its_data(device):
+    X = torch.randn(64, 6, device=device)
+    net = mlc.MLCNet(6, hidden=16, feature_dim=4).to(device)
+    mlc.fit(net, X, lambda x: x + 0.01 * torch.randn_like(x), tcr_steps=3, mlc_steps=3, eps=0.5, eta=0.3)
+    Z, Gamma = mlc.embed(net, X, eta=0.3)
+    assert Z.device.type == device and Gamma.device.type == device

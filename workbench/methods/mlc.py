@@ -1,0 +1,335 @@
+"""MLC: Manifold Linearizing and Clustering with MCR² and a doubly stochastic membership.
+
+Ding, Tong, Chan, Dai, Ma, Haeffele, "Unsupervised Manifold Linearizing and Clustering", ICCV 2023.
+Coding rates from Yu, Chan, You, Song, Ma, "Learning Diverse and Discriminative Representations via the
+Principle of Maximal Coding Rate Reduction" (MCR², NeurIPS 2020).
+
+Rows of Z are samples: Z is (n, d) with unit-norm rows (the paper writes Z ∈ R^{d×n} with columns on the
+sphere; the formulas below are the same ones transposed). **Convention: the MLC paper's, without MCR²'s
+factor ½**:
+
+    R(Z; ε)      = logdet(I_d + d/(n ε²) ZᵀZ)                                  (coding rate)
+    R_c(Z, Γ; ε) = (1/n) Σ_j logdet(I_d + d/ε² Zᵀ Diag(Γ_j) Z)                  (compressed rate, MLC eq. 4)
+    MLC:   max_θ  R(Z_θ; ε) − R_c(Z_θ, Γ_θ; ε),     Γ_θ = P_{Ω,η}(|C_θ C_θᵀ|)
+
+with Γ ∈ Ω = {n×n doubly stochastic: rows and columns sum to 1}; Γ_j is row j. The reference code stand-in
+``LeslieTrue/CPP`` (``loss/loss_fn.py``, the same group's follow-up, class ``MLCLoss``) keeps the ½ and
+weights each row by tr(Γ_j); its ``eps`` is our ε² (hard-coded 0.1). Where they disagree this module
+follows the MLC paper (no ½, the 1/n-weighted eq. 4 with rows summing to 1); ``eps`` here is ε, not ε².
+
+Closed forms that the tests and the notebook check: uniform Γ = 11ᵀ/n gives R_c = R (ΔR = 0); Γ = I gives
+R_c = log(1 + d/ε²); k orthogonal r-dimensional subspaces with n/k isotropic points each and the true
+block Γ give ΔR = k r log(1 + d/(k r ε²)) − r log(1 + d/(r ε²)) (:func:`orthogonal_subspaces_gain`).
+
+The membership P_{Ω,η}(K) is the entropic-OT (Sinkhorn) projection
+    Γ = n · argmax_{P ≥ 0, P1 = 1/n, Pᵀ1 = 1/n} ⟨K, P⟩ + η H(P),
+computed in the log domain (:func:`sinkhorn`). Without the entropy (η → 0) the maximiser is a permutation
+matrix, and because the diagonal of |CCᵀ| is its largest entry, that permutation is I: every point its own
+cluster. CPP's extra 0.5·0.05‖Γ‖_F² regulariser is *not* used (the MLC paper does not state it); CPP's
+absolute-valued kernel |CCᵀ| is.
+
+Training (paper §3): TCR pre-training of the features (eq. 5), the one-shot initialisation (the feature
+head's weights copied into the cluster head so Γ₀ = P(|ZZᵀ|)), then MLC with A augmented views per sample:
+Z = sphere-projected mean of the Z^(a), Γ = mean of the Γ^(a). Labels: spectral clustering on Γ.
+
+Measured behaviour (``benchmarks/manifold_clustering.py``, CPU): R_c is concave in Γ, so MLC keeps sharpening
+Γ towards small local neighbourhoods; ΔR keeps rising after the accuracy has peaked (synthetic surfaces:
+1.0 after 25 MLC steps, 0.38–0.79 after 50). Γ = I is out of reach roughly while e^{1/η} ≲ n (the diagonal
+of |CCᵀ| is 1, the other entries ≥ 0), i.e. η ≳ 1/ln n for a batch of n; smaller η collapses faster.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# --- coding rates ---------------------------------------------------------------------------------
+
+
+def logdet_spd(M: torch.Tensor) -> torch.Tensor:
+    """log det M for symmetric positive definite M (..., d, d) -> (...), through a Cholesky factor
+    (2 Σ log diag L): much cheaper to differentiate than ``torch.logdet`` over many small matrices."""
+    L = torch.linalg.cholesky(M)  # (..., d, d)
+    return 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+
+def coding_rate(Z: torch.Tensor, eps: float) -> torch.Tensor:
+    """R(Z; ε) = logdet(I + d/(n ε²) ZᵀZ) (MLC paper, no factor ½). Z (n, d) -> scalar.
+
+    The rate (in nats) needed to code the n rows of Z up to distortion ε; largest when Z spreads
+    isotropically over all d dimensions."""
+    n, d = Z.shape
+    I = torch.eye(d, dtype=Z.dtype, device=Z.device)
+    return logdet_spd(I + d / (n * eps**2) * (Z.mT @ Z))  # (d, d) -> ()
+
+
+def compressed_coding_rate(Z: torch.Tensor, Gamma: torch.Tensor, eps: float) -> torch.Tensor:
+    """R_c(Z, Γ; ε) = (1/m) Σ_j logdet(I + d/ε² Zᵀ Diag(Γ_j) Z) (MLC eq. 4; m = n for square Γ).
+
+    Z (n, d); Γ (m, n) with rows Γ_j summing to 1 (doubly stochastic when square). Each row is a soft
+    "neighbourhood" of sample j, and R_c is the mean rate of coding each neighbourhood separately: small
+    when every neighbourhood is a low-dimensional subspace. Zᵀ Diag(Γ_j) Z = Σ_i Γ_ji z_i z_iᵀ is one
+    matrix product Γ @ vec(z_i z_iᵀ): O(m n d²) work, no (m, n, d) tensor."""
+    n, d = Z.shape
+    outer = (Z.unsqueeze(-1) * Z.unsqueeze(-2)).reshape(n, d * d)  # (n, d²): z_i z_iᵀ
+    covs = (Gamma @ outer).reshape(-1, d, d)  # (m, d, d): Zᵀ Diag(Γ_j) Z
+    I = torch.eye(d, dtype=Z.dtype, device=Z.device)
+    return logdet_spd(I + d / eps**2 * covs).mean()  # (m,) -> ()
+
+
+def rate_reduction(Z: torch.Tensor, Gamma: torch.Tensor, eps: float) -> torch.Tensor:
+    """The MLC objective ΔR = R(Z; ε) − R_c(Z, Γ; ε), to be maximised. Z (n, d), Γ (n, n) -> scalar."""
+    return coding_rate(Z, eps) - compressed_coding_rate(Z, Gamma, eps)
+
+
+def orthogonal_subspaces_gain(d: int, k: int, r: int, eps: float) -> float:
+    """Closed-form ΔR for k mutually orthogonal r-dimensional subspaces of R^d, n/k points each spread
+    isotropically (Z_kᵀZ_k = (n/(k r)) P_k), with the true block membership Γ = blockdiag(11ᵀ k/n):
+
+        R   = Σ_k logdet(I + d/(nε²) Z_kᵀZ_k) = k r log(1 + d/(k r ε²))
+        R_c = log det(I + d/(ε² (n/k)) Z_kᵀZ_k) = r log(1 + d/(r ε²))       (the same for every row)."""
+    return k * r * math.log1p(d / (k * r * eps**2)) - r * math.log1p(d / (r * eps**2))
+
+
+# --- the doubly stochastic membership ---------------------------------------------------------------
+
+
+def sinkhorn(K: torch.Tensor, eta: float, n_iter: int = 5) -> torch.Tensor:
+    """Log-domain Sinkhorn: the entropic projection of a kernel K (m, n) onto the matrices with rows
+    summing to 1 and columns summing to m/n (doubly stochastic when square):
+
+        Γ = argmax_Γ ⟨K, Γ⟩ + η H(Γ)   ⇔   Γ_ij = exp(K_ij/η + f_i + g_j),
+        g ← log(m/n) − logsumexp_i(K_ij/η + f_i),    f ← −logsumexp_j(K_ij/η + g_j).
+
+    ``n_iter`` alternations starting from f = 0; the last update is the row one, so rows sum to 1 exactly
+    and columns converge (CPP runs 5; ~1e-6 needs more, depending on η). This is CPP's
+    ``model/sink_distance.py`` with marginals 1/n multiplied by n. Small η sharpens Γ towards a
+    permutation matrix; large η spreads it towards 11ᵀ/n. Differentiable (unrolled)."""
+    if not eta > 0:
+        raise ValueError(f"sinkhorn: eta = {eta!r} is not allowed; expected a number > 0")
+    m, n = K.shape
+    logits = K / eta  # (m, n)
+    f = torch.zeros(m, dtype=K.dtype, device=K.device)  # (m,)
+    log_col = math.log(m / n)
+    for _ in range(n_iter):
+        g = log_col - torch.logsumexp(logits + f.unsqueeze(1), dim=0)  # (n,)
+        f = -torch.logsumexp(logits + g.unsqueeze(0), dim=1)  # (m,)
+    if n_iter == 0:
+        f = -torch.logsumexp(logits, dim=1)
+        g = torch.zeros(n, dtype=K.dtype, device=K.device)
+    return torch.exp(logits + f.unsqueeze(1) + g.unsqueeze(0))  # (m, n)
+
+
+def membership(C: torch.Tensor, eta: float, n_iter: int = 5) -> torch.Tensor:
+    """Γ = P_{Ω,η}(|C Cᵀ|) for unit-norm cluster-head outputs C (n, d) -> (n, n)."""
+    return sinkhorn((C @ C.mT).abs(), eta, n_iter)  # (n, n)
+
+
+# --- network ------------------------------------------------------------------------------------------
+
+
+def _head(width: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, out))
+
+
+class MLCNet(nn.Module):
+    """Backbone (an MLP for vectors; the paper uses ResNet-18), a feature head and a cluster head of the
+    same architecture, each ending in a projection onto the sphere S^{d−1}.
+
+    Args:
+        in_dim: D, the input dimension.
+        hidden: width of every hidden layer (Linear, BatchNorm, ReLU).
+        feature_dim: d, the feature dimension (η must grow with d: the note measured d = 64 failing at η = 0.1).
+        depth: hidden layers in the backbone.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 512, feature_dim: int = 32, depth: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU()]
+            width = hidden
+        self.backbone = nn.Sequential(*layers)
+        self.feature_head = _head(hidden, feature_dim)
+        self.cluster_head = _head(hidden, feature_dim)
+        self.feature_dim = feature_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Z = normalize(feature_head(backbone(x))): (n, D) -> (n, d)."""
+        return F.normalize(self.feature_head(self.backbone(x)), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Z, C): unit-norm features and cluster-head outputs, both (n, d)."""
+        h = self.backbone(x)  # (n, hidden)
+        return F.normalize(self.feature_head(h), dim=-1), F.normalize(self.cluster_head(h), dim=-1)
+
+    @torch.no_grad()
+    def copy_feature_head_to_cluster_head(self) -> None:
+        """The one-shot initialisation: cluster head ← feature head, so C = Z and Γ₀ = P_{Ω,η}(|ZZᵀ|)
+        (CPP ``utils.update_pi_from_z``)."""
+        self.cluster_head.load_state_dict(self.feature_head.state_dict())
+
+
+# --- objectives -----------------------------------------------------------------------------------------
+
+
+def tcr_objective(Z_views: list[torch.Tensor], eps: float, lam: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total-coding-rate pre-training (MLC eq. 5, as in NMCE): maximise
+
+        R(Z̄; ε) + λ (1/n) Σ_i mean_{a<b} ⟨z_i^(a), z_i^(b)⟩,    Z̄ = normalize(mean_a Z^(a)),
+
+    the rate of the averaged views plus an invariance term between the views of each sample. The paper
+    writes λ Σ_i |z_iᵀ z_i′|; the plain cosine (no absolute value, averaged rather than summed, so λ ≈ 50
+    balances R at d = 32) is the variant the method note measured. Returns (loss to minimise, terms)."""
+    Z_bar = F.normalize(torch.stack(Z_views).mean(0), dim=-1)  # (n, d)
+    R = coding_rate(Z_bar, eps)
+    pairs = [(a, b) for a in range(len(Z_views)) for b in range(a + 1, len(Z_views))]
+    invariance = torch.stack([(Z_views[a] * Z_views[b]).sum(-1).mean() for a, b in pairs]).mean()
+    loss = -(R + lam * invariance)
+    return loss, {"R": R.item(), "invariance": invariance.item()}
+
+
+def mlc_objective(Z_views: list[torch.Tensor], C_views: list[torch.Tensor], eps: float, eta: float,
+                  n_iter: int) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+    """MLC with A augmented views: Z = normalize(mean_a Z^(a)), Γ = mean_a P_{Ω,η}(|C^(a) C^(a)ᵀ|),
+    loss = −(R(Z; ε) − R_c(Z, Γ; ε)). Returns (loss, terms, Z (n, d), Γ (n, n)) (Z, Γ detached)."""
+    Z = F.normalize(torch.stack(Z_views).mean(0), dim=-1)  # (n, d)
+    Gamma = torch.stack([membership(C, eta, n_iter) for C in C_views]).mean(0)  # (n, n)
+    R = coding_rate(Z, eps)
+    Rc = compressed_coding_rate(Z, Gamma, eps)
+    loss = -(R - Rc)
+    return loss, {"R": R.item(), "R_c": Rc.item(), "delta_R": (R - Rc).item()}, Z.detach(), Gamma.detach()
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+
+def fit(net: MLCNet, X: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor], *,
+        tcr_steps: int, mlc_steps: int, eps: float, eta: float, lam: float = 50.0, n_views: int = 2,
+        tcr_lr: float = 1e-3, mlc_lr: float = 1e-4, weight_decay: float = 1e-4, sinkhorn_iters: int = 5,
+        batch_size: int | None = None, generator: torch.Generator | None = None,
+        callback: Callable[[int, str, dict[str, float]], None] | None = None,
+        on_pretrained: Callable[[MLCNet], None] | None = None,
+        stop: Callable[[], bool] | None = None) -> int:
+    """TCR pre-training, the one-shot copy of the feature head into the cluster head, then MLC training.
+
+    ``X`` (n, D) on the training device; ``augment(x)`` returns an augmented copy of a batch (n_b, D).
+    Adam with (L2) weight decay on every parameter: ``tcr_lr`` for TCR, ``mlc_lr`` for MLC (the note's
+    measured setup; the MLC appendix's LARS is unverified). ``batch_size=None`` trains full batch;
+    otherwise each step draws a random batch (Γ is then n_b × n_b, as in the paper).
+    ``callback(step, phase, terms)`` after every step (phase "tcr" or "mlc", step counting both phases);
+    ``on_pretrained(net)`` is called once after TCR pre-training and the head copy (to keep Z_TCR);
+    ``stop()`` ends training before the next step. Returns the number of steps taken."""
+    n = X.shape[0]
+    step = 0
+
+    def batch() -> torch.Tensor:
+        if batch_size is None or batch_size >= n:
+            return X
+        index = torch.randperm(n, generator=generator)[:batch_size].to(X.device)
+        return X[index]  # (n_b, D)
+
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=tcr_lr, weight_decay=weight_decay)
+    for _ in range(tcr_steps):
+        if stop is not None and stop():
+            return step
+        x = batch()
+        Z_views = [net.features(augment(x)) for _ in range(n_views)]  # A × (n_b, d)
+        loss, terms = tcr_objective(Z_views, eps, lam)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if callback is not None:
+            callback(step, "tcr", terms)
+
+    net.copy_feature_head_to_cluster_head()
+    if on_pretrained is not None:
+        on_pretrained(net)
+    optimizer = torch.optim.Adam(net.parameters(), lr=mlc_lr, weight_decay=weight_decay)
+    for _ in range(mlc_steps):
+        if stop is not None and stop():
+            return step
+        x = batch()
+        outputs = [net(augment(x)) for _ in range(n_views)]  # A × ((n_b, d), (n_b, d))
+        loss, terms, _, _ = mlc_objective([Z for Z, _ in outputs], [C for _, C in outputs], eps, eta,
+                                          sinkhorn_iters)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if callback is not None:
+            callback(step, "mlc", terms)
+    return step
+
+
+@torch.no_grad()
+def embed(net: MLCNet, X: torch.Tensor, eta: float, sinkhorn_iters: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference on clean data, batch norm in eval mode: (Z (n, d), Γ (n, n) = P_{Ω,η}(|CCᵀ|))."""
+    was_training = net.training
+    net.eval()
+    Z, C = net(X)
+    net.train(was_training)
+    return Z, membership(C, eta, sinkhorn_iters)
+
+
+# --- labels and metrics -------------------------------------------------------------------------------------
+
+
+def spectral_labels(Gamma: torch.Tensor | np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """Labels by spectral clustering on the membership: scikit-learn's ``SpectralClustering`` with the
+    precomputed affinity (Γ + Γᵀ)/2 (normalised Laplacian, k eigenvectors, k-means), as CPP's
+    ``metrics/clustering.py`` does with its own Laplacian."""
+    from sklearn.cluster import SpectralClustering
+
+    G = Gamma.detach().double().cpu().numpy() if isinstance(Gamma, torch.Tensor) else np.asarray(Gamma, float)
+    affinity = 0.5 * (G + G.T)
+    model = SpectralClustering(n_clusters, affinity="precomputed", random_state=seed, n_init=10)
+    return model.fit_predict(affinity)
+
+
+def clustering_accuracy(y_true, y_pred) -> float:
+    """ACC = max over one-to-one matchings of predicted to true labels of the fraction matched, by the
+    Hungarian method (scipy ``linear_sum_assignment``) on the contingency matrix. Invariant to any
+    relabelling of ``y_pred``; works when the numbers of clusters differ."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics.cluster import contingency_matrix
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    counts = contingency_matrix(y_true, y_pred)  # (true classes, predicted clusters)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / len(y_true))
+
+
+def nmi(y_true, y_pred) -> float:
+    """Normalised mutual information (scikit-learn, arithmetic normalisation)."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    return float(normalized_mutual_info_score(y_true, y_pred))
+
+
+def numerical_rank(Z: torch.Tensor | np.ndarray, energy: float = 0.95) -> int:
+    """The smallest r with Σ_{i≤r} σ_i² ≥ energy · Σ_i σ_i² (σ: singular values of Z, (n, d))."""
+    Z = torch.as_tensor(np.asarray(Z) if not isinstance(Z, torch.Tensor) else Z).double().cpu()
+    s2 = torch.linalg.svdvals(Z).square()  # (min(n, d),)
+    cumulative = s2.cumsum(0) / s2.sum()
+    return int((cumulative < energy - 1e-12).sum().item()) + 1
+
+
+def per_cluster_ranks(Z, labels, energy: float = 0.95) -> dict[int, int]:
+    """{label: numerical rank of the rows of Z with that label}."""
+    Z = Z.detach().cpu() if isinstance(Z, torch.Tensor) else torch.as_tensor(np.asarray(Z))
+    labels = np.asarray(labels)
+    return {int(c): numerical_rank(Z[torch.as_tensor(labels == c)], energy) for c in np.unique(labels)}
+
+
+def clone_net(net: MLCNet) -> MLCNet:
+    """A deep copy (e.g. to keep the TCR features beside the MLC ones)."""
+    return copy.deepcopy(net)
