@@ -12,6 +12,9 @@ OVERRIDES = {
     "lightsb": {"seed": 2, "pair_seed": 2, "toy_steps": 200},
     "lightsb/mixture_benchmark": {"dataset": "mixture_benchmark", "dim": 2, "toy_steps": 200},
     "optimizers": {"seed": 1, "lm_steps": 60, "lm_optimizers": ["adamw", "galore"]},
+    "koopman": {"steps": 600, "ablation_steps": 200},
+    "manifold_clustering": {"seed": 1},
+    "spd_normalization": {"seed": 1, "epochs": 3, "compare": ["none"]},
 }
 
 
@@ -71,4 +74,74 @@ def refresh(G, state, proj, rank):  # also keeps every right singular vector, no
 
 subspace.refresh = refresh
 ''', expect="state bytes"),
+    Mutation("spd_normalization", "bw_distance_half_cross_term", '''
+import workbench.methods.spd as spd
+from workbench.methods.spd import batchnorm, geometry
+
+exact_distance = geometry.bw_distance
+
+def bw_distance(A, B, squared=False):  # d² = tr A + tr B − tr (A^½ B A^½)^½: the cross term's factor 2 lost
+    trace = lambda X: X.diagonal(dim1=-2, dim2=-1).sum(-1)
+    cross = 0.5 * (trace(A) + trace(B) - exact_distance(A, B, squared=True))
+    d2 = trace(A) + trace(B) - cross
+    return d2 if squared else d2.sqrt()
+
+spd.bw_distance = geometry.bw_distance = batchnorm.bw_distance = bw_distance
+''', expect="BW distance at the identity"),
+    Mutation("spd_normalization", "transport_to_identity_skipped", '''
+from workbench.methods.spd import batchnorm, geometry
+
+skip = lambda P, V: V  # centring by Log_μ alone: the tangent vectors stay in μ's metric
+geometry.bw_transport_to_identity = batchnorm.bw_transport_to_identity = skip
+''', expect="GBWBN output"),
+    Mutation("spd_normalization", "riemannian_adam_step_does_nothing", '''
+import geoopt
+
+geoopt.optim.RiemannianAdam.step = lambda self, closure=None: None
+''', expect="SPDNet did not learn"),
+    Mutation("spd_normalization", "daleckii_krein_zero_on_ties", '''
+import torch
+from workbench.methods.spd import matfun
+
+exact_differences = matfun.divided_differences
+
+def divided_differences(lam, f_lam, df_lam):  # the official code's backward: 0 where (f(λ_i) − f(λ_j))/(λ_i − λ_j) is 0/0
+    K = exact_differences(lam, f_lam, df_lam)
+    scale = torch.maximum(lam.abs().unsqueeze(-1), lam.abs().unsqueeze(-2))
+    tied = (lam.unsqueeze(-1) - lam.unsqueeze(-2)).abs() <= matfun.tie_tolerance(lam.dtype) * scale
+    off_diagonal = ~torch.eye(lam.shape[-1], dtype=torch.bool, device=lam.device)
+    return torch.where(tied & off_diagonal, torch.zeros_like(K), K)
+
+matfun.divided_differences = divided_differences
+''', expect="tied eigenvalues"),
+    Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="prediction loss"),
+    Mutation("koopman", "entropy_sign_flipped", '''
+import workbench.methods.koopman as koopman
+
+koopman.ENTROPY_SIGNS["paper"] = -1.0  # the paper's sign now minimises S, as the released code does
+''', expect="entropy term (paper sign)"),
+    Mutation("koopman", "dmd_singular_values_off_by_ten_percent", '''
+import torch
+
+exact_svd = torch.linalg.svd
+
+def svd(A, full_matrices=True):
+    U, s, Vh = exact_svd(A, full_matrices=full_matrices)
+    return U, 1.1 * s, Vh
+
+torch.linalg.svd = svd
+''', expect="DMD eigenvalues"),
+    Mutation("manifold_clustering", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="MLC did not raise ΔR"),
+    Mutation("manifold_clustering", "sinkhorn_skipped", '''
+import torch
+from workbench.methods import mlc
+
+mlc.sinkhorn = lambda K, eta, n_iter=5: torch.softmax(K / eta, dim=1)  # rows sum to 1, columns do not
+''', expect="not doubly stochastic"),
+    Mutation("manifold_clustering", "mcr2_half_factor", '''
+from workbench.methods import mlc
+
+coding_rate = mlc.coding_rate
+mlc.coding_rate = lambda Z, eps: 0.5 * coding_rate(Z, eps)  # MCR²'s ½, which the MLC paper drops
+''', expect="closed form"),
 ]

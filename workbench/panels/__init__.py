@@ -15,6 +15,9 @@ from typing import Any, Callable
 PLOTS: dict[str, Callable[..., Any] | str] = {
     "lightsb": "workbench.panels.lightsb:lightsb_plot",
     "optimizers": "workbench.panels.optimizers:optimizers_plot",
+    "koopman": "workbench.panels.koopman:koopman_plot",
+    "manifold_clustering": "workbench.panels.manifold_clustering:manifold_clustering_plot",
+    "spd_normalization": "workbench.panels.spd_normalization:spd_normalization_plot",
 }
 
 
