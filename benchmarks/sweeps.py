@@ -7,15 +7,20 @@
    benchmark, the notebook's checks included) with 1, 2 and 4 workers of the local executor, each into a
    fresh store; the ratio is to 1 worker.
 2. Overhead per run: the same experiment (2-D mixture benchmark, ``--steps`` steps) run in-process with one
-   torch thread, through papermill in a one-cell notebook that calls it (kernel start, imports in the kernel,
-   parameter injection, reading the report back), and as a sweep point (``workbench.sweeps.run_point``: a
-   fresh process that runs papermill). Medians of ``--repeats``, in random order.
+   torch thread (warm: torch imported, first-call costs paid), in a fresh Python process (what any isolated
+   run pays: importing torch, torch's lazy imports on the first optimizer), through papermill in a one-cell
+   notebook that calls it (a fresh kernel, parameter injection, reading the report back), and as a sweep
+   point (``workbench.sweeps.run_point``: a fresh process that runs papermill). Medians of ``--repeats``,
+   in random order. The "overhead" column is against the warm in-process run.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,12 +79,19 @@ def overhead(steps: int, repeats: int, folder: Path) -> list[dict]:
                                    progress_bar=False, log_output=False)
         assert read_reports(output)["metrics"]
 
+    def fresh_process():  # what any isolated run pays: a new interpreter imports torch and warms up
+        code = ("import json, sys, torch, workbench; torch.set_num_threads(1); "
+                "workbench.run('lightsb', **json.loads(sys.argv[1]))")
+        subprocess.run([sys.executable, "-c", code, json.dumps(params)], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+
     def as_sweep_point():
         outcome = run_point({"name": "lightsb", "via": "notebook", "params": {"params": params}, "notebook": text,
                              "timeout": 600})
         assert outcome["status"] == "finished", outcome.get("error")
 
-    ways = {"in-process": in_process, "papermill": through_papermill, "sweep point": as_sweep_point}
+    ways = {"in-process": in_process, "fresh process": fresh_process, "papermill": through_papermill,
+            "sweep point": as_sweep_point}
     times = {name: [] for name in ways}
     in_process()  # warm-up: imports and first-call costs
     for _ in range(repeats):
@@ -106,15 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=8, help="points per sweep (default 8)")
     parser.add_argument("--steps", type=int, default=500, help="training steps in the overhead runs (default 500)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each overhead measurement (default 5)")
+    parser.add_argument("--only", choices=["overhead", "throughput"], help="measure only one of the two")
     args = parser.parse_args(argv)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} torch threads "
           f"available; each point runs with OMP_NUM_THREADS=1")
     with tempfile.TemporaryDirectory(prefix="workbench-bench-") as folder:
         folder = Path(folder)
-        print("\nOverhead per run (the same experiment):")
-        print(table(overhead(args.steps, args.repeats, folder)))
-        print(f"\nRuns per minute: {args.points} points of the lightsb notebook (2-D mixture benchmark, checks included):")
-        print(table(throughput([int(w) for w in args.workers.split(",")], args.points, folder)))
+        if args.only != "throughput":
+            print("\nOverhead per run (the same experiment):")
+            print(table(overhead(args.steps, args.repeats, folder)))
+        if args.only != "overhead":
+            print(f"\nRuns per minute: {args.points} points of the lightsb notebook (2-D mixture benchmark, checks "
+                  "included):")
+            print(table(throughput([int(w) for w in args.workers.split(",")], args.points, folder)))
     return 0
 
 

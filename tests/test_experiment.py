@@ -83,3 +83,16 @@ def test_list_parameters_parse_comma_separated_cli_values():
     assert experiment.optimizers == ["adamw", "lion"]
     with pytest.raises(ConfigError, match="'optimizers' = 'adamw,nosuch' is not allowed; expected a comma-separated list"):
         configure("optimizers", optimizers="adamw,nosuch")
+
+
+def test_get_imports_only_the_experiment_asked_for_and_experiments_lists_them_all():
+    """A fresh process running one experiment does not import the others (SPD's geoopt, MLC's scikit-learn ...),
+    and workbench.experiments() keeps working after the subpackage has been imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, workbench; workbench.get('lightsb'); "
+            "print(sorted(m for m in sys.modules if m.startswith('workbench.experiments.'))); "
+            "print(sorted(workbench.experiments()) == sorted(workbench.experiments()), 'spd_normalization' in workbench.experiments())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.splitlines() == ["['workbench.experiments.lightsb']", "True True"]

@@ -25,6 +25,7 @@ status (``finished`` or ``stopped``).
 """
 from __future__ import annotations
 
+import importlib
 import math
 import random
 import threading
@@ -158,17 +159,26 @@ def register(cls: type[Experiment]) -> type[Experiment]:
 
 
 def experiments() -> dict[str, type[Experiment]]:
-    """All registered experiments by name (importing the bundled ones on first use)."""
-    import workbench.experiments  # noqa: F401  (registers the bundled experiments)
+    """All registered experiments by name (importing every bundled one)."""
+    from workbench.experiments import import_all
 
+    import_all()
     return dict(sorted(_REGISTRY.items()))
 
 
 def get(name: str) -> type[Experiment]:
-    known = experiments()
-    if name not in known:
+    """The experiment registered as ``name``; a bundled one is imported on first use, alone (a fresh process
+    running one experiment does not pay for the others' imports)."""
+    if name not in _REGISTRY and name.isidentifier():
+        try:
+            importlib.import_module(f"workbench.experiments.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"workbench.experiments.{name}":
+                raise
+    if name not in _REGISTRY:
+        known = experiments()
         raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(known)}")
-    return known[name]
+    return _REGISTRY[name]
 
 
 # --- validation ---------------------------------------------------------------------------------

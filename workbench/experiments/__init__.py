@@ -1,6 +1,10 @@
-"""The bundled experiments; importing this package registers them by name."""
+"""The bundled experiments, one module each, named like the experiment it registers (``lightsb.py`` registers
+"lightsb"): ``workbench.get(name)`` imports only that module, ``workbench.experiments()`` imports them all."""
 import importlib
 import pkgutil
 
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+
+def import_all() -> None:
+    """Import (and so register) every bundled experiment."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
