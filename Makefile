@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lab install chromium
+.PHONY: run test lab lab-command install chromium
 
 # torch first, pinned: a CPU machine must never download the CUDA build.
 $(STAMP): pyproject.toml
@@ -35,5 +35,12 @@ chromium:
 	  fi; \
 	fi
 
+# JupyterLab on this machine only; --allow-root where make runs as root (containers), which it otherwise refuses.
+LAB := $(VENV)/bin/jupyter lab notebooks --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: install
-	$(VENV)/bin/jupyter lab notebooks
+	$(LAB)
+
+# The command line `make lab` runs (the tests start it with it).
+lab-command:
+	@echo $(LAB)

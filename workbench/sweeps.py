@@ -362,7 +362,7 @@ class _DaskExecutor:
         from dask.distributed import Client, LocalCluster
 
         self.cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                           dashboard_address=None)
+                                                           host="127.0.0.1", dashboard_address=None)
         self.client = Client(scheduler or self.cluster, timeout="60s")
         self.workers = max(1, sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values()))
         self.submitted: list = []

@@ -7,20 +7,34 @@ then open http://localhost:5006/. ``-p key=value`` sets the form's starting valu
 against the experiment's parameters: a bad one exits with status 2 and a message); runs are
 recorded in ``--db`` (default: ``$WORKBENCH_DB`` or ``./runs/workbench.db``). Every browser session
 gets its own panel; closing the tab stops its run. ``--import MODULE`` imports a module that
-registers experiments of your own before looking NAME up. Use ``--address 0.0.0.0
---allow-websocket-origin HOST:PORT`` to serve beyond localhost.
+registers experiments of your own before looking NAME up. It listens on 127.0.0.1 only: anyone who
+reaches the app can start runs and write to the store. ``--address 0.0.0.0 --allow-websocket-origin
+HOST:PORT`` serves beyond this machine, with a warning.
 """
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
+
+LOOPBACK = "127.0.0.1"
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (an IP or "localhost") is reachable from this machine only."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.panels.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="registered experiment name (see `workbench list`)")
     parser.add_argument("--port", type=int, default=5006)
-    parser.add_argument("--address", default=None, help="address to listen on (default: all local)")
+    parser.add_argument("--address", default=LOOPBACK, help=f"address to listen on (default {LOOPBACK}: this machine only)")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                         help="starting value of a parameter (repeatable)")
     parser.add_argument("--db", default=None, help="run store path (default: $WORKBENCH_DB or ./runs/workbench.db)")
@@ -57,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         pn.state.on_session_destroyed(lambda _context: panel.stop())
         return panel.layout
 
-    print(f"serving {args.name} at http://{args.address or 'localhost'}:{args.port}/ (runs -> {store.path})",
-          flush=True)
+    if not is_loopback(args.address):
+        print(f"warning: listening on {args.address}, beyond this machine: anyone who reaches port {args.port} can "
+              f"start runs and write to {store.path}", file=sys.stderr, flush=True)
+    print(f"serving {args.name} at http://{args.address}:{args.port}/ (runs -> {store.path})", flush=True)
     pn.serve({"/": app}, port=args.port, address=args.address, show=args.show, title=f"workbench: {args.name}",
              websocket_origin=args.allow_websocket_origin)
     return 0

@@ -1,0 +1,101 @@
+"""Servers the package starts listen on 127.0.0.1 unless asked otherwise: the served panel, JupyterLab through
+`make lab` (as root too) and the sweeps' Dask LocalCluster. Listening sockets are read from /proc/net/tcp(6)."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from workbench.panels.serve import is_loopback
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1 and ::1 as /proc/net/tcp(6) write them
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as in /proc/net/tcp and tcp6) of the sockets listening on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def wait_for(url: str, process: subprocess.Popen, headers: dict | None = None, timeout: float = 120) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+                return response.read()
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("address, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                               ("0.0.0.0", False), ("::", False), ("192.168.1.5", False)])
+def test_is_loopback(address, loopback):
+    assert is_loopback(address) == loopback
+
+
+def test_served_panel_listens_on_loopback_only(tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "workbench.panels.serve", "lightsb", "--port", str(port)],
+                              cwd=tmp_path, env={**os.environ, "WORKBENCH_DB": str(tmp_path / "runs.db")},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/", server)
+        assert listening_addresses(port) and listening_addresses(port) <= LOOPBACK_HEX, listening_addresses(port)
+    finally:
+        stop(server)
+    assert "warning" not in server.stdout.read()
+
+
+def test_make_lab_starts_jupyterlab_on_loopback_as_root_too(tmp_path):
+    command = subprocess.run(["make", "-s", "--no-print-directory", "lab-command"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert "--ip=127.0.0.1" in command and ("--allow-root" in command) == (os.getuid() == 0)
+    port = free_port()
+    lab = subprocess.Popen(command + ["--no-browser", f"--port={port}", "--IdentityProvider.token=workbench-test",
+                                      "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                           cwd=ROOT, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        status = wait_for(f"http://127.0.0.1:{port}/api/status", lab, {"Authorization": "token workbench-test"})
+        assert b"started" in status
+        assert listening_addresses(port) and listening_addresses(port) <= LOOPBACK_HEX, listening_addresses(port)
+    finally:
+        stop(lab)
+
+
+def test_the_sweeps_local_dask_cluster_listens_on_loopback_only():
+    from workbench.sweeps import _DaskExecutor
+
+    with _DaskExecutor(1) as executor:
+        address = executor.client.scheduler.address  # tcp://127.0.0.1:PORT
+        assert address.startswith("tcp://127.0.0.1:")
+        assert listening_addresses(int(address.rsplit(":", 1)[1])) <= LOOPBACK_HEX
