@@ -36,7 +36,9 @@ def test_run_records_and_prints_metrics(tmp_path):
     assert run.curves["loss"]["step"]
     table = workbench_cli("runs", db=db, check_rc=0).stdout
     assert "lightsb" in table and "finished" in table
-    assert "cbw2_uvp" not in table  # runs of every experiment: no metric columns
+    header, _, row = table.splitlines()[:3]
+    assert header.split()[-1] == "headline" and "cbw2_uvp" not in header  # several experiments: one headline column
+    assert f"cbw2_uvp {run.metrics['cbw2_uvp']:.4g}; kl {run.metrics['kl']:.4g}" in row
     assert "cbw2_uvp" in workbench_cli("runs", "lightsb", db=db, check_rc=0).stdout  # one experiment: all of them
     chosen = workbench_cli("runs", "lightsb", "--metrics", "kl, cond_mean", db=db, check_rc=0).stdout.splitlines()[0]
     assert chosen.split()[-2:] == ["cond_mean_rel_error", "kl"]

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from workbench.experiment import ConfigError, describe_allowed, experiments, get
+from workbench.experiment import ConfigError, describe_allowed, experiments, get, headline_summary
 from workbench.store import RunStore, default_path
 
 
@@ -100,7 +100,7 @@ def cmd_notebook(args) -> int:
             print(f"{name}: notebook failed: {type(error).__name__}: {str(error).strip()[-2000:]}", file=sys.stderr)
             output, run_id, status, report = getattr(error, "output", None), None, "failed", {"metrics": {}}
         row = {"experiment": name, "run": run_id, "status": status, "seconds": time.perf_counter() - start}
-        row.update(_chosen_metrics(report["metrics"], args.metrics, every=not args.all))
+        row.update(_chosen_metrics(report["metrics"], args.metrics, every=not args.all, experiment=name))
         row["notebook"] = str(output) if output else ""
         rows.append(row)
     print(format_table(rows))
@@ -118,11 +118,12 @@ def _has_notebook(name: str) -> bool:
         return False
 
 
-def _chosen_metrics(metrics: dict, patterns: str | None, every: bool) -> dict:
-    """The metrics whose names contain one of the comma-separated patterns; without patterns,
-    all of them (every=True: one experiment) or none (several: their columns would not fit)."""
+def _chosen_metrics(metrics: dict, patterns: str | None, every: bool, experiment: str | None = None) -> dict:
+    """The metrics whose names contain one of the comma-separated patterns; without patterns, all of them
+    (every=True: one experiment) or the experiment's headline metrics in one column (several experiments:
+    all their columns would not fit)."""
     if patterns is None:
-        return metrics if every else {}
+        return metrics if every else {"headline": headline_summary(experiment, metrics) if experiment else ""}
     parts = [p.strip() for p in patterns.split(",") if p.strip()]
     return {k: v for k, v in metrics.items() if any(p in k for p in parts)}
 
@@ -177,7 +178,7 @@ def cmd_compare(args) -> int:
 def _run_row(run, patterns: str | None, every: bool) -> dict:
     row = {"id": run.id, "experiment": run.experiment, "status": run.status,
            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at)), "seconds": run.duration_s}
-    row.update(_chosen_metrics(run.metrics, patterns, every=every))
+    row.update(_chosen_metrics(run.metrics, patterns, every=every, experiment=run.experiment))
     return row
 
 

@@ -111,6 +111,9 @@ class Experiment(param.Parameterized):
     """Base class of every experiment: subclasses set ``name``, declare parameters and define ``run``."""
 
     name = param.String("", constant=True, doc="Registry name; subclasses set it: name = param.String('mine', constant=True).")
+    # The few metrics a person looks at first (tables of runs of several experiments show only these): exact
+    # metric names, or ".suffix" for a metric per item ("<optimizer>.test_accuracy"). A class attribute, not a param.
+    headline: tuple[str, ...] = ()
 
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="Seed of every random generator (python, numpy, torch).")
     device = param.Selector(default="auto", objects=["auto", "cpu", "cuda"], doc="Where to compute: auto picks cuda when available.")
@@ -143,6 +146,22 @@ class Experiment(param.Parameterized):
         result.status = "stopped" if stop.is_set() else "finished"
         result.metrics = {k: float(v) for k, v in result.metrics.items()}
         return result
+
+
+def headline_summary(name: str, metrics: dict[str, float]) -> str:
+    """The headline metrics of experiment ``name`` found in ``metrics``, compact: "cbw2_uvp 0.0325, kl 0.0029",
+    or per item "test_accuracy: adamw 0.98, galore 0.971"."""
+    if name not in _REGISTRY and name not in experiments():  # a run of an experiment not installed here
+        return ""
+    parts = []
+    for pattern in get(name).headline:
+        if pattern.startswith("."):
+            items = [(k[: -len(pattern)], v) for k, v in metrics.items() if k.endswith(pattern)]
+            if items:
+                parts.append(f"{pattern[1:]}: " + ", ".join(f"{item} {v:.4g}" for item, v in items))
+        elif pattern in metrics:
+            parts.append(f"{pattern} {metrics[pattern]:.4g}")
+    return "; ".join(parts)
 
 
 # --- registry -----------------------------------------------------------------------------------

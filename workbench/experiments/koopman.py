@@ -58,6 +58,7 @@ class KoopmanExperiment(Experiment):
     L = L_rec + L_pred − α·Î + β·‖z' − zK‖² − γ·S (the paper's sign of S by default)."""
 
     name = param.String("koopman", constant=True)
+    headline = ("nrmse@50", "effective_dimension")
 
     system = param.Selector(default="pendulum", objects=list(SYSTEMS), doc=(
         "Dynamical system: linear (known eigenvalues), pendulum (θ'' = −sin θ − 0.1θ'), van_der_pol (limit "

@@ -74,6 +74,7 @@ class LightSBExperiment(Experiment):
     its sampler and the bridge's drift in closed form; trained by minimising E log c_θ(x0) − E log v_θ(x1)."""
 
     name = param.String("lightsb", constant=True)
+    headline = ("cbw2_uvp", "kl", "bw2_uvp")
 
     dataset = param.Selector(default="mixture_benchmark", objects=list(DATASETS), doc=(
         "Source → target pair: gaussian (closed form), swiss_roll / eight_gaussians (2-D, from N(0, I)), "

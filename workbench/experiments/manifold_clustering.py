@@ -269,6 +269,7 @@ class ManifoldClustering(Experiment):
     linear subspace; compared with k-means, spectral, GMM, agglomerative and SSC-OMP on raw and learned features."""
 
     name = param.String("manifold_clustering", constant=True)
+    headline = ("accuracy", "nmi")
 
     dataset = param.Selector(default="digits", objects=list(DATASETS), doc=(
         "digits (sklearn's 8×8 digits, a stratified subset), manifolds (curved manifolds in R^D), subspaces "

@@ -40,6 +40,7 @@ class Optimizers(Experiment):
     """Train the same model from the same seed with several optimizers; compare loss, metrics, state memory and step time."""
 
     name = param.String("optimizers", constant=True)
+    headline = (".test_accuracy", ".val_loss")
 
     task = param.Selector(default="digits", objects=list(TASKS), doc=(
         "quadratic / rosenbrock: 2-D test functions with trajectories; digits: an MLP on sklearn's digits; "

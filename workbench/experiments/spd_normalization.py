@@ -88,6 +88,7 @@ class SPDNormalizationExperiment(Experiment):
     CVPR 2025) against no BN, AIM-RBN (Brooks et al. 2019) and LEM-RBN, on digits covariance descriptors."""
 
     name = param.String("spd_normalization", constant=True)
+    headline = ("test_accuracy",)
 
     dataset = param.Selector(default="digits_illcond", objects=list(DATASETS), doc=(
         "digits_illcond: row Gram matrices of the digits, median κ ≈ 1.5e5 (BW suits these); "
