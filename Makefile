@@ -21,9 +21,10 @@ run: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/workbench notebook --all
 	$(VENV)/bin/workbench runs
 
-# Unit tests, papermill runs, nbval on notebooks/ and browser tests, in one pytest run.
+# Unit tests, papermill runs, nbval on notebooks/ and browser tests, in one pytest run, on two workers
+# (a test file stays on one worker: a notebook's nbval cells share its kernel).
 test: install chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Browser tests need Debian's chromium: installed here when missing and we are root.
 chromium:
