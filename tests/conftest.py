@@ -31,6 +31,18 @@ class Countdown(Experiment):
         return Result(metrics={"x": x, "steps_done": step}, artifacts={"model": x})
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models and matrices: one thread is as fast, and two threads on a busy 2-core CPU can be 10x slower.
+    A module uses it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def store(tmp_path):
     from workbench.store import RunStore

@@ -17,12 +17,7 @@ from workbench.methods.koopman import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def linear_pairs(n_traj=5, n_steps=40, dt=0.1, seed=0):

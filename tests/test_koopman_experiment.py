@@ -16,12 +16,7 @@ from workbench.store import RunStore
 TINY = dict(n_trajectories=12, n_test=2, n_steps=60, steps=40, horizon=8, baselines=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("params, fragment", [

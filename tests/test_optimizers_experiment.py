@@ -21,13 +21,7 @@ CLASSES = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "galore": GaLoreA
 EVAL = {"digits": "test_accuracy", "lm": "val_loss", "quadratic": "distance", "rosenbrock": "distance"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is as fast, and two threads on a busy 2-core CPU can be 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- validation ---------------------------------------------------------------------------------

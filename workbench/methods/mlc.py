@@ -235,38 +235,30 @@ def fit(net: MLCNet, X: torch.Tensor, augment: Callable[[torch.Tensor], torch.Te
         index = torch.randperm(n, generator=generator)[:batch_size].to(X.device)
         return X[index]  # (n_b, D)
 
-    net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=tcr_lr, weight_decay=weight_decay)
-    for _ in range(tcr_steps):
-        if stop is not None and stop():
-            return step
-        x = batch()
-        Z_views = [net.features(augment(x)) for _ in range(n_views)]  # A × (n_b, d)
-        loss, terms = tcr_objective(Z_views, eps, lam)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        if callback is not None:
-            callback(step, "tcr", terms)
+    def tcr_loss(x: torch.Tensor):
+        return tcr_objective([net.features(augment(x)) for _ in range(n_views)], eps, lam)  # A × (n_b, d)
 
-    net.copy_feature_head_to_cluster_head()
-    if on_pretrained is not None:
-        on_pretrained(net)
-    optimizer = torch.optim.Adam(net.parameters(), lr=mlc_lr, weight_decay=weight_decay)
-    for _ in range(mlc_steps):
-        if stop is not None and stop():
-            return step
-        x = batch()
+    def mlc_loss(x: torch.Tensor):
         outputs = [net(augment(x)) for _ in range(n_views)]  # A × ((n_b, d), (n_b, d))
-        loss, terms, _, _ = mlc_objective([Z for Z, _ in outputs], [C for _, C in outputs], eps, eta,
-                                          sinkhorn_iters)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        if callback is not None:
-            callback(step, "mlc", terms)
+        return mlc_objective([Z for Z, _ in outputs], [C for _, C in outputs], eps, eta, sinkhorn_iters)[:2]
+
+    net.train()
+    for phase, steps, lr, loss_of in (("tcr", tcr_steps, tcr_lr, tcr_loss), ("mlc", mlc_steps, mlc_lr, mlc_loss)):
+        if phase == "mlc":  # the one-shot initialisation, then MLC with a fresh optimizer
+            net.copy_feature_head_to_cluster_head()
+            if on_pretrained is not None:
+                on_pretrained(net)
+        optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(steps):
+            if stop is not None and stop():
+                return step
+            loss, terms = loss_of(batch())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if callback is not None:
+                callback(step, phase, terms)
     return step
 
 
