@@ -214,12 +214,21 @@ def bw_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12,
     relative Frobenius change falls below ``tol`` (``tol=0``: exactly ``n_iter``, as a layer wants). With
     ``return_info=True`` returns (G, :class:`MeanInfo`). Differentiable when autograd is on."""
     w = _weights(X, weights)  # (..., N, 1, 1)
-    G = (w * X).sum(-3) if init is None else init.to(X)  # (..., n, n)
-    change, k = float("inf"), 0
-    for k in range(1, n_iter + 1):
+
+    def step(G: torch.Tensor) -> torch.Tensor:
         G_half, G_ihalf = sqrtm_invsqrtm(G)  # (..., n, n)
         S = (w * sqrtm(sym(G_half.unsqueeze(-3) @ X @ G_half.unsqueeze(-3)))).sum(-3)  # (..., n, n)
-        G_new = sym(G_ihalf @ S @ S @ G_ihalf)
+        return sym(G_ihalf @ S @ S @ G_ihalf)
+
+    return _fixed_point(step, (w * X).sum(-3) if init is None else init.to(X), n_iter, tol, return_info)
+
+
+def _fixed_point(step, G: torch.Tensor, n_iter: int, tol: float, return_info: bool):
+    """G ← step(G) at most ``n_iter`` times, stopping once the relative Frobenius change (the largest over the
+    batch) falls below ``tol``; returns G, or (G, :class:`MeanInfo`) with ``return_info``."""
+    change, k = float("inf"), 0
+    for k in range(1, n_iter + 1):
+        G_new = step(G)
         change = float(((G_new - G).norm(dim=(-2, -1)) / G_new.norm(dim=(-2, -1))).max().detach())
         G = G_new
         if change < tol:
@@ -310,11 +319,12 @@ def aim_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12
     ν‖J‖ decreases, else ν ← ν/2); a fixed ν = 1 oscillates on ill-conditioned data (κ ≳ 1e4). Brooks et al. (2019)
     run one fixed step in their RBN (``n_iter=1``). X (..., N, n, n) -> (..., n, n)."""
     w = _weights(X, weights)
-    G = (w * X).sum(-3) if init is None else init.to(X)
-    nu = torch.ones(G.shape[:-2] + (1, 1), dtype=X.dtype, device=X.device)  # (..., 1, 1)
+    G0 = (w * X).sum(-3) if init is None else init.to(X)
+    nu = torch.ones(G0.shape[:-2] + (1, 1), dtype=X.dtype, device=X.device)  # (..., 1, 1)
     tau = torch.full_like(nu, float("inf"))
-    change, k = float("inf"), 0
-    for k in range(1, n_iter + 1):
+
+    def step(G: torch.Tensor) -> torch.Tensor:
+        nonlocal nu, tau
         G_half, G_ihalf = sqrtm_invsqrtm(G)
         J = (w * logm(sym(G_ihalf.unsqueeze(-3) @ X @ G_ihalf.unsqueeze(-3)))).sum(-3)  # (..., n, n)
         G_new = sym(G_half @ expm(nu * J) @ G_half)
@@ -324,12 +334,9 @@ def aim_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12
                 decreasing = h < tau
                 tau = torch.where(decreasing, h, tau)
                 nu = torch.where(decreasing, 0.95 * nu, 0.5 * nu)
-        change = float(((G_new - G).norm(dim=(-2, -1)) / G_new.norm(dim=(-2, -1))).max().detach())
-        G = G_new
-        if change < tol:
-            break
-    info = MeanInfo(iterations=k, relative_change=change, converged=change < tol)
-    return (G, info) if return_info else G
+        return G_new
+
+    return _fixed_point(step, G0, n_iter, tol, return_info)
 
 
 def aim_centre(X: torch.Tensor, G: torch.Tensor, B: torch.Tensor | None = None) -> torch.Tensor:
