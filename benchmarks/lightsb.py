@@ -54,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_one(D: int, eps: float, variant: str, diagonal: bool, steps: int, seed: int = 42) -> dict:
     import torch
 
+    from workbench.cadence import Cadence
     from workbench.methods.eot_benchmark import MixtureBenchmark
     from workbench.methods.lightsb import LightSB, fit
     from workbench.metrics import cbw2_uvp_from_moments
@@ -63,7 +64,8 @@ def run_one(D: int, eps: float, variant: str, diagonal: bool, steps: int, seed: 
     model = LightSB(D, 50, eps, diagonal=diagonal, S_init=1.0)
     model.init_r_by_samples(pair.sample_x1(50))
     start, cpu_start = time.perf_counter(), time.process_time()
-    fit(model, pair.sample_x0, pair.sample_x1, steps=steps, batch_size=128, lr=LR[eps], log_every=steps)
+    fit(model, pair.sample_x0, pair.sample_x1, steps=steps, batch_size=128, lr=LR[eps],
+        cadence=Cadence(steps, every=steps, seconds=None))
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     x = pair.test_points
     with torch.no_grad():

@@ -1,10 +1,22 @@
+import os
 import threading
 import time
 
-import param
-import pytest
+import torch
 
-from workbench.experiment import Event, Experiment, Result, register
+# Triton kernels run through its interpreter on a machine without CUDA: the variable must be set before
+# any kernel is decorated, i.e. before workbench.kernels is imported (conftest is imported first, in each
+# xdist worker too).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    import triton_interpreter  # noqa: E402  its float32 arithmetic made a GPU's (see the module)
+
+    triton_interpreter.fix()
+
+import param  # noqa: E402
+import pytest  # noqa: E402
+
+from workbench.experiment import Event, Experiment, Result, register  # noqa: E402
 
 
 @register
@@ -48,3 +60,15 @@ def store(tmp_path):
     from workbench.store import RunStore
 
     return RunStore(tmp_path / "runs.db")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through Playwright (skips, saying how to install it, when missing)."""
+    from support import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
+
+    sync_api = chromium_or_skip()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -26,7 +26,9 @@ matrix is exact (W_k = U_k maps to itself), which :meth:`LightSB.from_parameters
 The log-normaliser's terms and the potential's component log-densities are affine in the sufficient
 statistics T(x) = (x ⊙ x, x, 1) (full S: (vec x xᵀ, x, 1)), so each is one matrix product of (B, P) by
 (P, K): training in diagonal mode never forms a (B, K, D) or (K, D, D) tensor, which keeps a step
-(batch 128, K = 50) cheap on a CPU.
+(batch 128, K = 50) cheap on a CPU. In diagonal mode log c_θ, log v_θ and the weights w_k go through
+``workbench.kernels.lightsb_lse``: a fused Triton log-sum-exp (no (B, K) logits either) on CUDA tensors,
+this same product elsewhere.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from workbench.cadence import Cadence
+from workbench.kernels import lightsb_lse
 from workbench.metrics import sym_power
 
 
@@ -193,56 +197,73 @@ class LightSB(nn.Module):
     @staticmethod
     def _statistics(x: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
         """Sufficient statistics T(x) = (x ⊙ x, x, 1) for diagonal S, (vec x xᵀ, x, 1) for full S: (B, D) -> (B, P)."""
-        second = x.square() if U is None else (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(1)  # (B, D) or (B, D²)
-        return torch.cat([second, x, torch.ones_like(x[:, :1])], dim=1)
+        if U is None:
+            return lightsb_lse.diagonal_statistics(x)
+        return torch.cat([(x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(1), x, torch.ones_like(x[:, :1])], dim=1)
 
     @staticmethod
     def _second_order(f: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
         """The coefficients of T(x)'s second-order block for U_k diag(f_k) U_kᵀ: (K, D) or (K, D²)."""
         return f if U is None else _compose(f, U).flatten(1)
 
-    def _mixture_logits(self, x0: torch.Tensor, s: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
-        """log α_k + (x0ᵀ S_k x0 + 2 r_kᵀ x0) / 2ε = ⟨η_k, T(x0)⟩ with η_k = (S_k / 2ε, r_k / ε, log α_k), (B, K):
-        log c_θ's terms and π_θ's component logits, as one matrix product."""
-        eta = torch.cat([self._second_order(s, U) / (2 * self.epsilon), self.r / self.epsilon,
-                         self.log_alpha.unsqueeze(-1)], dim=1)  # (K, P)
-        return self._statistics(x0, U) @ eta.T
+    def _mixture_eta(self, s: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
+        """η_k = (S_k / 2ε, r_k / ε, log α_k), (K, P): ⟨η_k, T(x0)⟩ = log α_k + (x0ᵀ S_k x0 + 2 r_kᵀ x0) / 2ε,
+        log c_θ's terms and π_θ's component logits."""
+        return torch.cat([self._second_order(s, U) / (2 * self.epsilon), self.r / self.epsilon,
+                          self.log_alpha.unsqueeze(-1)], dim=1)
 
-    def _component_log_densities(self, x1: torch.Tensor, s: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
-        """log α_k + log N(x1 | r_k, ε S_k) = ⟨η_k, T(x1)⟩, (B, K), Gaussians in exponential-family form:
+    def _potential_eta(self, s: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
+        """η_k, (K, P), with ⟨η_k, T(x1)⟩ = log α_k + log N(x1 | r_k, ε S_k), Gaussians in exponential-family form:
 
             η_k = (−S_k⁻¹ / 2ε,  S_k⁻¹ r_k / ε,  log α_k − ½ log|2πε S_k| − r_kᵀ S_k⁻¹ r_k / 2ε),
 
-        with S_k⁻¹ = U_k diag(1/s_k) U_kᵀ; one matrix product, no (B, K, D) tensor."""
+        with S_k⁻¹ = U_k diag(1/s_k) U_kᵀ."""
         r_eig = _rotate(U, self.r)  # (K, D): U_kᵀ r_k
         S_inv_r = _unrotate(U, r_eig / s)  # (K, D)
         constant = (self.log_alpha - 0.5 * torch.log(2 * math.pi * self.epsilon * s).sum(-1)
                     - (r_eig * r_eig / s).sum(-1) / (2 * self.epsilon))  # (K,)
-        eta = torch.cat([self._second_order(1 / s, U) / (-2 * self.epsilon), S_inv_r / self.epsilon,
-                         constant.unsqueeze(-1)], dim=1)  # (K, P)
-        return self._statistics(x1, U) @ eta.T
+        return torch.cat([self._second_order(1 / s, U) / (-2 * self.epsilon), S_inv_r / self.epsilon,
+                          constant.unsqueeze(-1)], dim=1)
+
+    def _mixture_logits(self, x0: torch.Tensor, s: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
+        """⟨η_k, T(x0)⟩ = log α_k + (x0ᵀ S_k x0 + 2 r_kᵀ x0) / 2ε, (B, K): one matrix product, no (B, K, D) tensor."""
+        return self._statistics(x0, U) @ self._mixture_eta(s, U).T
+
+    def _logsumexp(self, x: torch.Tensor, eta: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
+        """logsumexp_k ⟨η_k, T(x)⟩, (B, D) -> (B,): diagonal S through the fused kernel's dispatch."""
+        if U is None:
+            return lightsb_lse.mixture_logsumexp(x, eta)
+        return torch.logsumexp(self._statistics(x, U) @ eta.T, dim=-1)
+
+    def _weights(self, x0: torch.Tensor, s: torch.Tensor, U: torch.Tensor | None) -> torch.Tensor:
+        """w_k(x0) = softmax_k ⟨η_k, T(x0)⟩, (B, D) -> (B, K): diagonal S through the fused kernel's dispatch."""
+        if U is None:
+            return lightsb_lse.mixture_weights(x0, self._mixture_eta(s, U))
+        return torch.softmax(self._mixture_logits(x0, s, U), dim=-1)
 
     def log_normalizer(self, x0: torch.Tensor) -> torch.Tensor:
         """log c_θ(x0) = logsumexp_k [log α_k + (x0ᵀ S_k x0 + 2 r_kᵀ x0) / 2ε], (B, D) -> (B,)."""
-        return torch.logsumexp(self._mixture_logits(x0, *self._eigen()), dim=-1)
+        s, U = self._eigen()
+        return self._logsumexp(x0, self._mixture_eta(s, U), U)
 
     def log_potential(self, x1: torch.Tensor) -> torch.Tensor:
         """log v_θ(x1) = logsumexp_k [log α_k + log N(x1 | r_k, ε S_k)], (B, D) -> (B,)."""
-        return torch.logsumexp(self._component_log_densities(x1, *self._eigen()), dim=-1)
+        s, U = self._eigen()
+        return self._logsumexp(x1, self._potential_eta(s, U), U)
 
     def loss(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
         """L(θ) = mean log c_θ(x0) − mean log v_θ(x1) on independent batches x0 ~ p0, x1 ~ p1
         (Algorithm 1); L(θ) − L(θ*) = KL(π* ‖ π_θ) ≥ 0. S_k's eigen-decomposition is formed once."""
         s, U = self._eigen()
-        log_c = torch.logsumexp(self._mixture_logits(x0, s, U), dim=-1)  # (B,)
-        log_v = torch.logsumexp(self._component_log_densities(x1, s, U), dim=-1)  # (B,)
+        log_c = self._logsumexp(x0, self._mixture_eta(s, U), U)  # (B,)
+        log_v = self._logsumexp(x1, self._potential_eta(s, U), U)  # (B,)
         return log_c.mean() - log_v.mean()
 
     # --- the conditional plan π_θ(x1 | x0) ----------------------------------------------------------
 
     def mixture_weights(self, x0: torch.Tensor) -> torch.Tensor:
         """w_k(x0) = softmax_k [log α_k + (x0ᵀ S_k x0 + 2 r_kᵀ x0) / 2ε], (B, D) -> (B, K)."""
-        return torch.softmax(self._mixture_logits(x0, *self._eigen()), dim=-1)
+        return self._weights(x0, *self._eigen())
 
     def conditional_moments(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Analytic mean and covariance of π_θ(x1 | x0) = Σ_k w_k N(m_k, ε S_k), m_k = r_k + S_k x0:
@@ -251,7 +272,7 @@ class LightSB(nn.Module):
 
         (B, D) -> (B, D), (B, D, D)."""
         s, U = self._eigen()
-        weights = torch.softmax(self._mixture_logits(x0, s, U), dim=-1)  # (B, K)
+        weights = self._weights(x0, s, U)  # (B, K)
         means = _unrotate(U, s * _rotate(U, x0.unsqueeze(-2))) + self.r  # (B, K, D): S_k x0 + r_k
         return mixture_moments(weights, means, self.epsilon * _compose(s, U))
 
@@ -368,15 +389,17 @@ class LightSB(nn.Module):
 def fit(model: LightSB, sample_x0: Callable[[int], torch.Tensor], sample_x1: Callable[[int], torch.Tensor],
         steps: int, batch_size: int = 128, lr: float = 1e-3,
         callback: Callable[[int, float], None] | None = None, stop: Callable[[], bool] | None = None,
-        log_every: int = 100) -> int:
+        cadence: Cadence | None = None) -> int:
     """Minimise L(θ) = E_p0 log c_θ − E_p1 log v_θ with Adam on independent batches, as the reference
     notebooks do (no gradient clipping, no scheduler, a fixed number of steps).
 
     ``sample_x0(n)`` / ``sample_x1(n)`` return (n, D) batches; ``callback(step, loss)`` receives the mean
-    loss since the previous call every ``log_every`` steps and at the last step (one host sync per call);
+    loss since the previous call whenever ``cadence(step)`` is due (default :class:`Cadence`: every 1 % of
+    the steps, the last one and every half second; one host sync per call);
     ``stop()`` returning True ends training before the next step. Returns the number of steps taken."""
     device = model.r.device
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
+    cadence = cadence if cadence is not None else Cadence(steps)
     running, count, step = torch.zeros((), device=device), 0, 0
     while step < steps and not (stop is not None and stop()):
         loss = model.loss(sample_x0(batch_size), sample_x1(batch_size))
@@ -385,7 +408,7 @@ def fit(model: LightSB, sample_x0: Callable[[int], torch.Tensor], sample_x1: Cal
         optimizer.step()
         step, count = step + 1, count + 1
         running += loss.detach()
-        if callback is not None and (step % log_every == 0 or step == steps):
+        if callback is not None and cadence(step):
             callback(step, running.item() / count)
             running.zero_()
             count = 0

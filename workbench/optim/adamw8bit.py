@@ -26,8 +26,10 @@ values (an exact 0 in m or v is stored as ≈2e-5·a). The two differ by about 0
 `fused` (constructor argument, as torch.optim's): True (default) runs the update of an 8-bit
 state on a contiguous fp32 CPU parameter as one compiled pass per 256-block
 (`workbench.kernels.adamw8bit_cpu`, same arithmetic, codes and absmax bit for bit; its square root is
-the correctly rounded one, torch's CPU sqrt is not, so weights can differ by an ulp per step).
-Everything else, and everything with fused=False, runs the torch ops below, on any device.
+the correctly rounded one, torch's CPU sqrt is not, so weights can differ by an ulp per step), and
+the 8-bit states of a group's dense CUDA parameters (fp32, bf16 or fp16) in one Triton launch
+(`workbench.kernels.adamw8bit_triton`, the same arithmetic again). `_fused_pass` decides.
+Everything else, and everything with fused=False, runs the torch ops of `adamw8bit_torch_`, on any device.
 Defaults as bitsandbytes: lr 1e-3, betas (0.9, 0.999), ε 1e-8, λ 1e-2.
 """
 
@@ -82,48 +84,79 @@ class AdamW8bit(Optimizer):
         loss = self._closure_loss(closure)
 
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            hyper = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "rounding")}
+            on_gpu = []  # parameters whose 8-bit state the Triton kernel updates, all in one launch below
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
                 if not state:
                     state.update(self._init_state(p, p.numel() >= group["min_8bit_size"]))
-                quantized = "exp_avg_absmax" in state
-                code_m, code_v = self.code_m.to(p.device), self.code_v.to(p.device)
                 state["step"] += 1
-                if quantized and self._runs_fused(p):
+                fused = self._fused_pass(p) if "exp_avg_absmax" in state else None
+                if fused == "triton":
+                    on_gpu.append(p)
+                    continue
+                code_m, code_v = self.code_m.to(p.device), self.code_v.to(p.device)
+                if fused == "numba":
                     from workbench.kernels.adamw8bit_cpu import adamw8bit_update_  # imports numba: only when used
 
-                    adamw8bit_update_(
-                        p, p.grad, state, code_m, code_v, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd,
-                        rounding=group["rounding"],
-                    )
-                    continue
-                if quantized:
-                    m = dequantize_blockwise(state["exp_avg"], state["exp_avg_absmax"], code_m)
-                    v = dequantize_blockwise(state["exp_avg_sq"], state["exp_avg_sq_absmax"], code_v)
+                    adamw8bit_update_(p, p.grad, state, code_m, code_v, **hyper)
                 else:
-                    m, v = state["exp_avg"], state["exp_avg_sq"]
-                W = p if p.dtype == torch.float32 else p.float()
-                g = p.grad.float()
-                t = state["step"].item()
-                m.mul_(beta1).add_(g, alpha=1.0 - beta1)  # m ← β1·m + (1 − β1)·g
-                v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # v ← β2·v + (1 − β2)·g²
-                denom = v.sqrt().div_(math.sqrt(1.0 - beta2**t)).add_(eps)  # √v̂ + ε
-                if wd > 0:
-                    W.mul_(1.0 - lr * wd)  # W ← W(1 − lr·λ)
-                W.addcdiv_(m, denom, value=-lr / (1.0 - beta1**t))  # W ← W − lr·m̂/(√v̂ + ε)
-                if W is not p:
-                    p.copy_(W)
+                    adamw8bit_torch_(p, state, code_m, code_v, **hyper)
+            if on_gpu:
+                from workbench.kernels.adamw8bit_triton import adamw8bit_triton_  # imports triton: only when used
 
-                if quantized:
-                    rounding = group["rounding"]
-                    state["exp_avg"], state["exp_avg_absmax"] = quantize_blockwise(m, code_m, rounding=rounding)
-                    state["exp_avg_sq"], state["exp_avg_sq_absmax"] = quantize_blockwise(v, code_v, rounding=rounding)
+                states = [self.state[p] for p in on_gpu]
+                adamw8bit_triton_(on_gpu, [p.grad for p in on_gpu], states, self.code_m, self.code_v, **hyper)
         return loss
 
-    def _runs_fused(self, p: torch.Tensor) -> bool:
-        """The compiled CPU pass applies: fused, and p and its gradient contiguous fp32 CPU tensors."""
-        tensors = (p, p.grad)
-        return self.fused and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+    def _fused_pass(self, p: torch.Tensor) -> str | None:
+        """The pass that updates p's 8-bit state, decided here only: with fused=True, "numba" for float32 CPU p and
+        gradient, "triton" for CUDA ones of float32, bfloat16 or float16, all contiguous; None otherwise: the torch
+        ops of `adamw8bit_torch_`."""
+        if not self.fused:
+            return None
+        if p.is_cuda:
+            from workbench.kernels.multi_tensor import on_device  # imports triton: only on CUDA
+
+            return "triton" if on_device([p, p.grad]) else None
+        cpu = all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in (p, p.grad))
+        return "numba" if cpu else None
+
+
+def adamw8bit_torch_(
+    p: torch.Tensor,
+    state: dict,
+    code_m: torch.Tensor,
+    code_v: torch.Tensor,
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    rounding: str,
+) -> None:
+    """One update of p (in place) and its state (8-bit or fp32 moments, step t already counted) by torch ops,
+    on any device: the reference of the fused passes."""
+    beta1, beta2 = betas
+    quantized = "exp_avg_absmax" in state
+    if quantized:
+        m = dequantize_blockwise(state["exp_avg"], state["exp_avg_absmax"], code_m)
+        v = dequantize_blockwise(state["exp_avg_sq"], state["exp_avg_sq_absmax"], code_v)
+    else:
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+    W = p if p.dtype == torch.float32 else p.float()
+    g = p.grad.float()
+    t = state["step"].item()
+    m.mul_(beta1).add_(g, alpha=1.0 - beta1)  # m ← β1·m + (1 − β1)·g
+    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # v ← β2·v + (1 − β2)·g²
+    denom = v.sqrt().div_(math.sqrt(1.0 - beta2**t)).add_(eps)  # √v̂ + ε
+    if weight_decay > 0:
+        W.mul_(1.0 - lr * weight_decay)  # W ← W(1 − lr·λ)
+    W.addcdiv_(m, denom, value=-lr / (1.0 - beta1**t))  # W ← W − lr·m̂/(√v̂ + ε)
+    if W is not p:
+        p.copy_(W)
+    if quantized:
+        state["exp_avg"], state["exp_avg_absmax"] = quantize_blockwise(m, code_m, rounding=rounding)
+        state["exp_avg_sq"], state["exp_avg_sq_absmax"] = quantize_blockwise(v, code_v, rounding=rounding)

@@ -14,7 +14,8 @@ unstable. `decoupled_weight_decay=True` divides λ by the group's initial lr (st
 key "initial_lr", the key torch's LR schedulers use), so the decay per step is (lr/lr0)·λ and
 follows the schedule without depending on its scale (lion-pytorch's option of the same name).
 
-The step works on all parameters of a group at once with torch's `_foreach_*` kernels.
+The step works on all parameters of a group at once (`workbench.kernels.lion.lion_step_`): one fused
+Triton launch for CUDA tensors, torch's `_foreach_*` ops otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Callable
 
 import torch
 
+from workbench.kernels.lion import lion_step_
 from workbench.optim.base import Optimizer
 
 
@@ -56,14 +58,8 @@ class Lion(Optimizer):
                 if not self.state[p]:
                     self.state[p]["exp_avg"] = torch.zeros_like(p)
             m = [self.state[p]["exp_avg"] for p in W]
-            lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
+            wd = group["weight_decay"]
             if group["decoupled_weight_decay"]:
                 wd = wd / group["initial_lr"]
-
-            if wd > 0:
-                torch._foreach_mul_(W, 1.0 - lr * wd)  # W ← W(1 − lr·λ)
-            c = torch._foreach_lerp(m, g, 1.0 - beta1)  # c = β1·m + (1 − β1)·g
-            torch._foreach_sign_(c)
-            torch._foreach_add_(W, c, alpha=-lr)  # W ← W − lr·sign(c)
-            torch._foreach_lerp_(m, g, 1.0 - beta2)  # m ← β2·m + (1 − β2)·g
+            lion_step_(W, g, m, lr=group["lr"], betas=group["betas"], weight_decay=wd)
         return loss
