@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,14 +17,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import playwright.sync_api
 import pytest
+from support import chromium_or_skip, free_port, stop_process, subprocess_env, wait_http
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 TIMEOUT_MS = 60_000
@@ -64,60 +60,11 @@ TOY_MODULE = textwrap.dedent('''
 ''')
 
 
-def _chromium_or_skip():
-    """Debian's chromium is a system package (make test installs it when root): skip, saying how, without it."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) or run make test as root")
-    return playwright.sync_api
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[:4]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = _chromium_or_skip()
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture(scope="module")
 def toy_dir(tmp_path_factory) -> Path:
     where = tmp_path_factory.mktemp("toy")
     (where / "browser_toy_module.py").write_text(TOY_MODULE)
     return where
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
 
 
 def lightsb_available() -> bool:
@@ -148,7 +95,7 @@ def test_served_panel_run_and_stop(browser, toy_dir, tmp_path):
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
             env=subprocess_env(WORKBENCH_DB=str(db), PYTHONPATH=str(toy_dir)))
     try:
-        wait_http(f"http://localhost:{port}/", server, log)
+        wait_http(f"http://localhost:{port}/", server, log=log)
         page = browser.new_page(viewport={"width": 1300, "height": 1150})
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(f"http://localhost:{port}/")
@@ -178,7 +125,7 @@ def test_served_panel_run_and_stop(browser, toy_dir, tmp_path):
         expect(stop).to_be_enabled()
         page.wait_for_timeout(500)
         stop.click()
-        expect(page.get_by_text("stopped (Stop pressed)")).to_be_visible(timeout=5_000)
+        expect(page.get_by_text("stopped (Stop pressed)")).to_be_visible(timeout=1_000)  # at once; evaluation after
         expect(run).to_be_enabled()
         page.close()
     finally:
@@ -204,7 +151,7 @@ TOY_NOTEBOOK = {
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory, toy_dir):
     """A JupyterLab (no token, news pop-up off, temporary config) over a copy of notebooks/."""
-    _chromium_or_skip()
+    chromium_or_skip()
     root = tmp_path_factory.mktemp("lab")
     notebook_dir = root / "notebooks"
     if NOTEBOOKS.is_dir():
@@ -229,7 +176,7 @@ def jupyterlab(tmp_path_factory, toy_dir):
              f"--LabApp.user_settings_dir={root / 'settings'}", f"--LabApp.workspaces_dir={root / 'workspaces'}"],
             cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_http(f"http://localhost:{port}/api/status", lab, log)
+        wait_http(f"http://localhost:{port}/api/status", lab, log=log)
         yield f"http://localhost:{port}", notebook_dir
     finally:
         stop_process(lab)

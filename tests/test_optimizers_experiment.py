@@ -34,8 +34,9 @@ def test_unknown_optimizer_names_parameter_value_and_allowed():
 
 
 @pytest.mark.parametrize("key, value, fragment", [
-    ("lr", -1, "'lr' = -1 is not allowed; expected a number in [0, inf)"),
-    ("steps", -5, "'steps' = -5 is not allowed; expected an integer in [0, 1e+06]"),
+    ("lr", -1, "'lr' = -1 is not allowed; expected a number in (0, inf), or 'auto'"),
+    ("lr", 0, "'lr' = 0 is not allowed; expected a number in (0, inf), or 'auto'"),
+    ("steps", -5, "'steps' = -5 is not allowed; expected an integer in [1, 1e+06], or 'auto'"),
     ("task", "cifar", "'task' = 'cifar' is not allowed; expected one of 'quadratic', 'rosenbrock', 'digits', 'lm'"),
     ("rank_fraction", 0, "'rank_fraction' = 0 is not allowed; expected a number in (0, 1]"),
     ("optimizers", [], "'optimizers' = [] is not allowed; expected a non-empty list"),
@@ -45,6 +46,13 @@ def test_bad_values_are_config_errors(key, value, fragment):
     with pytest.raises(ConfigError) as error:
         configure("optimizers", **{key: value})
     assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["auto", "AUTO", "none"])
+def test_automatic_settings_are_none_and_read_auto_from_strings(text):
+    experiment = configure("optimizers", steps=text, lr=text, rank=text, scale=text, eval_every=text)
+    assert [experiment.steps, experiment.lr, experiment.rank, experiment.scale, experiment.eval_every] == [None] * 5
+    assert configure("optimizers").lr is None and configure("optimizers", lr="0.01").lr == 0.01
 
 
 def test_heads_must_divide_width_for_the_lm():
@@ -180,14 +188,15 @@ def test_body_linear_weights_are_projected_the_rest_is_plain():
     projected, plain = ot.split_parameters(lm)
     assert [tuple(p.shape) for p in projected] == [(48, 16), (16, 16), (64, 16), (16, 64)] * 2
     assert not any(p is lm.tok.weight or p is lm.head.weight or p is lm.pos.weight for p in projected)
-    assert ot.projection_rank(torch.Size([64, 16]), 0, 0.25) == 4
+    assert ot.projection_rank(torch.Size([64, 16]), None, 0.25) == 4
     assert ot.projection_rank(torch.Size([64, 16]), 100, 0.25) == 16
 
 
 @pytest.mark.parametrize("name", ["galore", "dct", "apollo", "apollo_mini", "frugal"])
 def test_projected_optimizers_get_rank_groups_and_a_plain_group(name):
     lm = ot.CharTransformer(vocab_size=50, d_model=16, n_layers=1, n_heads=2, context=8)
-    optimizer = ot.make_optimizer(name, lm, lr=1e-3, rank=0, update_proj_gap=7, scale=0, rank_fraction=0.25)
+    optimizer = ot.make_optimizer(name, lm, lr=1e-3, rank=None, update_proj_gap=7, scale=None,
+                                  rank_fraction=0.25)
     key = "density" if name == "frugal" else "rank"
     projected = [g for g in optimizer.param_groups if g[key] is not None]
     plain = [g for g in optimizer.param_groups if g[key] is None]

@@ -65,10 +65,16 @@ def test_run_completes_with_progress_100_and_is_recorded_finished(panel, store):
     assert panel.wait(timeout=10) == "finished"
     assert panel.progress.value == 100 and panel.step_text.object == "step 30 / 30"
     assert not panel.alert.visible and not panel.run_button.disabled and panel.stop_button.disabled
-    assert {trace["name"] for trace in panel.curve.object["data"]} == {"loss", "x"}
+    assert panel.metric_picker.options == ["loss", "x"] and panel.metric_picker.value == ["loss"]  # no headline: the first
+    assert [trace["name"] for trace in panel.curve.object["data"]] == ["loss"]
     assert len(panel.curve.object["data"][0]["x"]) == 30
+    panel.metric_picker.value = ["loss", "x"]  # picked: both, on two axes (a loss, and a plain number)
+    assert [trace["name"] for trace in panel.curve.object["data"]] == ["loss", "x"]
+    assert [panel.curve.object["layout"][a]["title"]["text"] for a in ("yaxis", "yaxis2")] == ["loss", "x"]
     assert panel.picture.object["data"][0]["x"] == [30]  # drawn from the last event
     assert panel.metrics_table.visible and set(panel.metrics_table.object["metric"]) == {"x", "steps_done"}
+    assert panel.metrics_table.object.set_index("metric")["value"]["steps_done"] == "30"
+    assert not panel.items_table.visible  # no per-item metrics
     [run] = store.list()
     assert run.status == "finished" and run.params["steps"] == 30 and run.metrics["steps_done"] == 30
     assert panel.status_text.object.endswith(f"run {run.id} in {store.path}")
@@ -85,6 +91,8 @@ def test_stop_ends_a_long_run_within_a_second_and_is_recorded_stopped(panel, sto
     assert all(w.disabled for w in panel.form.layout if hasattr(w, "value"))
     start = time.monotonic()
     panel.stop()
+    assert "stopped (Stop pressed) — finishing" in panel.status_text.object  # at once, before the run ends
+    assert panel.stop_button.disabled and panel.run_button.disabled
     assert panel.wait(timeout=1.0) == "stopped"
     assert time.monotonic() - start < 1.0
     assert "stopped" in panel.status_text.object and 0 <= panel.progress.value < 100

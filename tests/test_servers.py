@@ -1,25 +1,17 @@
 """Servers the package starts listen on 127.0.0.1 unless asked otherwise: the served panel, JupyterLab through
 `make lab` (as root too) and the sweeps' Dask LocalCluster. Listening sockets are read from /proc/net/tcp(6)."""
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from support import free_port, stop_process, wait_http
 from workbench.panels.serve import is_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1 and ::1 as /proc/net/tcp(6) write them
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -34,45 +26,41 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def wait_for(url: str, process: subprocess.Popen, headers: dict | None = None, timeout: float = 120) -> bytes:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
-                return response.read()
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.mark.parametrize("address, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                                ("0.0.0.0", False), ("::", False), ("192.168.1.5", False)])
 def test_is_loopback(address, loopback):
     assert is_loopback(address) == loopback
 
 
-def test_served_panel_listens_on_loopback_only(tmp_path):
+SERVERS = {"panel": [sys.executable, "-m", "workbench.panels.serve", "lightsb"],
+           "app": [sys.executable, "-m", "workbench.cli", "serve"]}
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_served_apps_listen_on_loopback_only(server_name, tmp_path):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "workbench.panels.serve", "lightsb", "--port", str(port)],
-                              cwd=tmp_path, env={**os.environ, "WORKBENCH_DB": str(tmp_path / "runs.db")},
+    server = subprocess.Popen(SERVERS[server_name] + ["--port", str(port)], cwd=tmp_path,
+                              env={**os.environ, "WORKBENCH_DB": str(tmp_path / "runs.db")},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(f"http://127.0.0.1:{port}/", server)
+        wait_http(f"http://127.0.0.1:{port}/", server)
         assert listening_addresses(port) and listening_addresses(port) <= LOOPBACK_HEX, listening_addresses(port)
     finally:
-        stop(server)
+        stop_process(server)
     assert "warning" not in server.stdout.read()
+
+
+def test_the_app_warns_when_asked_to_listen_beyond_loopback(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(SERVERS["app"] + ["--port", str(port), "--address", "0.0.0.0"], cwd=tmp_path,
+                              env={**os.environ, "WORKBENCH_DB": str(tmp_path / "runs.db")},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", server)
+        assert listening_addresses(port) == {"00000000"}  # 0.0.0.0, as asked
+    finally:
+        stop_process(server)
+    assert "warning: listening on 0.0.0.0, beyond this machine" in server.stdout.read()
 
 
 def test_make_lab_starts_jupyterlab_on_loopback_as_root_too(tmp_path):
@@ -85,11 +73,11 @@ def test_make_lab_starts_jupyterlab_on_loopback_as_root_too(tmp_path):
                            cwd=ROOT, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)},
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        status = wait_for(f"http://127.0.0.1:{port}/api/status", lab, {"Authorization": "token workbench-test"})
+        status = wait_http(f"http://127.0.0.1:{port}/api/status", lab, {"Authorization": "token workbench-test"})
         assert b"started" in status
         assert listening_addresses(port) and listening_addresses(port) <= LOOPBACK_HEX, listening_addresses(port)
     finally:
-        stop(lab)
+        stop_process(lab)
 
 
 def test_the_sweeps_local_dask_cluster_listens_on_loopback_only():

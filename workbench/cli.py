@@ -1,4 +1,4 @@
-"""The ``workbench`` command line: list, run, notebook, sweep, runs, show, compare.
+"""The ``workbench`` command line: list, run, notebook, sweep, runs, show, compare, serve.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (unknown experiment or parameter, bad value),
 130 interrupted (Ctrl-C; the runs in flight are recorded as stopped).
@@ -203,11 +203,30 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import importlib
+
+    for module in args.imports:
+        importlib.import_module(module)
+    import panel as pn
+
+    from workbench.panels.app import FILES_URL, pages
+    from workbench.panels.serve import serve
+
+    pn.extension("plotly", "tabulator")
+    store = RunStore(args.db)
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    serve(pages(store), args, store, title="workbench", static_dirs={FILES_URL.strip("/"): str(store.path.parent)})
+    return 0
+
+
 METRICS_HELP = ("metric columns to show: comma-separated parts of their names, e.g. test_accuracy,val_loss "
                 "(default: all metrics of one experiment, none when several are listed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from workbench.panels.serve import add_server_options
+
     parser = argparse.ArgumentParser(prog="workbench", description="Run and compare workbench experiments.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=None, help=f"run store path (default $WORKBENCH_DB or {default_path()})")
@@ -263,8 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("targets", nargs="+", metavar="SWEEP_ID|RUN_ID")
     compare.add_argument("-o", "--output", default="report.html", help="report file (default report.html)")
     compare.add_argument("--metrics", metavar="PARTS", help="metrics to show: comma-separated parts of their names "
-                         f"(default: those every run reports, at most 8)")
+                         "(default: the experiments' headline metrics, else those every run reports, at most 8)")
     compare.set_defaults(func=cmd_compare)
+
+    serve = add("serve", help="the web app: a page per experiment and a Runs page (this machine only by default)")
+    add_server_options(serve, db=False)
+    serve.set_defaults(func=cmd_serve)
 
     show = add("show", help="one run in full")
     show.add_argument("run_id", type=int)

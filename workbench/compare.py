@@ -6,9 +6,10 @@
 
 The views are plain functions of a list of :class:`RunRecord` returning a DataFrame or a Plotly
 figure, for the report, the served app and notebooks alike. Parameters shown are those that vary
-across the runs; metrics are those every finished run reports (or those matching ``metrics``,
-comma-separated parts of their names). Plots show every run that reported metrics: finished ones and
-those whose notebook failed a check after reporting (the table gives each run's status). Where runs
+across the runs; metrics are the experiments' headline metrics, else those every finished run reports
+(or those matching ``metrics``, comma-separated parts of their names). Plots show every run that
+reported metrics: finished ones and those whose notebook failed a check after reporting (the table
+gives each run's status). Where runs
 differ only by ``seed``, metric-versus-parameter plots show the mean over seeds with the standard
 deviation as error bars.
 """
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.experiment import ConfigError, get, matches_headline
 from workbench.store import RunRecord
 
 MAX_METRICS = 8  # metrics shown when none are named
@@ -42,16 +44,29 @@ def reported(runs: list[RunRecord]) -> list[RunRecord]:
 
 
 def chosen_metrics(runs: list[RunRecord], patterns: str | None = None) -> list[str]:
-    """Metrics of the runs: those whose names contain one of ``patterns`` (comma-separated), else those
-    every run with metrics reports and that differ between runs (at most MAX_METRICS, in name order)."""
+    """Metrics of the runs: those whose names contain one of ``patterns`` (comma-separated); else the
+    headline metrics of the runs' experiments that every run with metrics reports; else those every run
+    with metrics reports and that differ between runs (at most MAX_METRICS, in name order)."""
     finished = reported(runs)
     names = sorted({k for run in finished for k in run.metrics})
     if patterns:
         parts = [p.strip() for p in patterns.split(",") if p.strip()]
         return [k for k in names if any(p in k for p in parts)]
-    common = [k for k in names if all(k in run.metrics for run in finished)
-              and len({run.metrics[k] for run in finished}) > 1]  # a metric equal in every run tells nothing
-    return common[:MAX_METRICS]
+    common = [k for k in names if all(k in run.metrics for run in finished)]
+    headline = [k for k in common if any(matches_headline(k, h) for h in headlines(finished))]
+    varying = [k for k in common if len({run.metrics[k] for run in finished}) > 1]  # equal everywhere: tells nothing
+    return (headline or varying)[:MAX_METRICS]
+
+
+def headlines(runs: list[RunRecord]) -> list[tuple[str, ...]]:
+    """The headline metric patterns of the runs' experiments (those installed here)."""
+    patterns = []
+    for name in dict.fromkeys(run.experiment for run in runs):
+        try:
+            patterns.append(get(name).headline)
+        except ConfigError:  # a run of an experiment not installed here
+            continue
+    return patterns
 
 
 def comparison_table(runs: list[RunRecord], metrics: list[str] | None = None) -> pd.DataFrame:
@@ -101,7 +116,7 @@ def metric_vs_parameter(runs: list[RunRecord], metric: str, parameter: str) -> g
     finished = [run for run in reported(runs) if metric in run.metrics]
     others = [k for k in varying_parameters(finished) if k not in (parameter, "seed")]
     frame = pd.DataFrame([{**{k: json.dumps(run.params.get(k), default=str) for k in others},
-                           "x": run.params.get(parameter), "y": run.metrics[metric]} for run in finished])
+                           "x": _scalar(run.params.get(parameter)), "y": run.metrics[metric]} for run in finished])
     figure = go.Figure()
     groups = frame.groupby(others, dropna=False) if others else [((), frame)]
     for key, group in groups:
@@ -116,6 +131,11 @@ def metric_vs_parameter(runs: list[RunRecord], metric: str, parameter: str) -> g
                          xaxis={"title": parameter, "type": "log" if spread else "-"}, yaxis_title=metric,
                          template="plotly_white", height=380, margin={"l": 60, "r": 20, "t": 50, "b": 50})
     return figure
+
+
+def _scalar(value: Any) -> Any:
+    """A parameter value usable as a plot coordinate: lists (the optimizers compared...) become their text."""
+    return ", ".join(map(str, value)) if isinstance(value, list) else value
 
 
 def write_report(runs: list[RunRecord], path: str | os.PathLike, metrics: list[str] | None = None,
@@ -145,3 +165,15 @@ def _link(notebook: str | None, base: Path) -> str:
         return ""
     target = os.path.relpath(notebook, base) if Path(notebook).is_absolute() else notebook
     return f"<a href='{html.escape(target)}'>{html.escape(Path(notebook).name)}</a>"
+
+
+def curves_comparison(runs: list[RunRecord], metric: str) -> go.Figure:
+    """The recorded curve of ``metric`` of each run that has one, overlaid: one line per run."""
+    figure = go.Figure()
+    for run in runs:
+        curve = run.curves.get(metric)
+        if curve and curve["step"]:
+            figure.add_trace(go.Scatter(x=curve["step"], y=curve["value"], mode="lines", name=f"run {run.id}"))
+    figure.update_layout(title=f"{metric} during the runs", xaxis_title="step", yaxis_title=metric,
+                         template="plotly_white", height=380, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    return figure

@@ -148,6 +148,11 @@ class Experiment(param.Parameterized):
         return result
 
 
+def matches_headline(metric: str, headline: tuple[str, ...]) -> bool:
+    """Whether ``metric`` is one of the ``headline`` metrics: an exact name, or ".name" for every item's."""
+    return any(metric.endswith(pattern) if pattern.startswith(".") else metric == pattern for pattern in headline)
+
+
 def headline_summary(name: str, metrics: dict[str, float]) -> str:
     """The headline metrics of experiment ``name`` found in ``metrics``, compact: "cbw2_uvp 0.0325, kl 0.0029",
     or per item "test_accuracy: adamw 0.98, galore 0.971"."""
@@ -202,8 +207,16 @@ def get(name: str) -> type[Experiment]:
 
 # --- validation ---------------------------------------------------------------------------------
 
+AUTO = "auto"  # how an optional parameter's None is written on the command line, in forms and tables
+
+
 def describe_allowed(p: param.Parameter) -> str:
-    """A human description of the values a parameter allows."""
+    """A human description of the values a parameter allows (an optional one also allows 'auto')."""
+    allowed = _describe_values(p)
+    return f"{allowed}, or {AUTO!r}" if p.allow_None and not isinstance(p, param.String) else allowed
+
+
+def _describe_values(p: param.Parameter) -> str:
     if isinstance(p, param.ListSelector):
         return "a comma-separated list of " + ", ".join(repr(o) for o in p.objects)
     if isinstance(p, param.Selector):
@@ -227,10 +240,13 @@ def describe_allowed(p: param.Parameter) -> str:
 
 
 def coerce(p: param.Parameter, value: Any) -> Any:
-    """Turn a CLI/papermill string into the parameter's type; other values pass through."""
+    """Turn a CLI/papermill string into the parameter's type ('auto' or 'none' is None for an optional
+    parameter); other values pass through."""
     if not isinstance(value, str) or isinstance(p, param.String):
         return value
     text = value.strip()
+    if p.allow_None and text.lower() in (AUTO, "none"):
+        return None
     if isinstance(p, param.Boolean):
         if text.lower() in ("1", "true", "yes", "on"):
             return True

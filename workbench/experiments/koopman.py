@@ -96,7 +96,8 @@ class KoopmanExperiment(Experiment):
         "Observation noise on the training set, relative to each channel's standard deviation."))
     obs_dim = param.Integer(64, bounds=(1, 4096), doc="Dimension of the lifted observation.")
     data_seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="Seed of the initial conditions (seed seeds the model).")
-    dmd_rank = param.Integer(0, bounds=(0, 100_000), doc="DMD rank truncation; 0 keeps every non-zero singular value.")
+    dmd_rank = param.Integer(None, allow_None=True, bounds=(1, 100_000), doc=(
+        "DMD rank truncation; auto keeps every non-zero singular value."))
     poly_degree = param.Integer(2, bounds=(1, 8), doc="Polynomial EDMD: monomials up to this degree.")
     rbf_centres = param.Integer(100, bounds=(1, 10_000), doc="RBF-EDMD: k-means centres (plus the state).")
     edmd_dictionary = param.Selector(default="rbf", objects=["rbf", "polynomial"], doc=(
@@ -137,7 +138,7 @@ class KoopmanExperiment(Experiment):
         X, Y = pairs(train)
         fitted: dict[str, DMD | EDMD] = {}
         if "dmd" in names:
-            fitted["dmd"] = dmd(X, Y, rank=self.dmd_rank or None)
+            fitted["dmd"] = dmd(X, Y, rank=self.dmd_rank)
         if "edmd_poly" in names:
             fitted["edmd_poly"] = edmd(X, Y, PolynomialDictionary(X.shape[1], self.poly_degree))
         if "edmd_rbf" in names:
@@ -190,7 +191,7 @@ class KoopmanExperiment(Experiment):
                 progress(Event(step, self.steps, dict(means), payload))
 
             steps_done = fit(model, train_windows, weights, self.steps, self.batch_size, self.lr, seed=self.seed,
-                             callback=report, stop=stop.is_set, log_every=max(1, self.steps // 100))
+                             callback=report, stop=stop.is_set)
             model.eval()
             with torch.no_grad():
                 Z = torch.cat([model.encode(chunk) for chunk in train.float().reshape(-1, data.obs_dim).split(8192)])

@@ -40,32 +40,32 @@ class Optimizers(Experiment):
     """Train the same model from the same seed with several optimizers; compare loss, metrics, state memory and step time."""
 
     name = param.String("optimizers", constant=True)
-    headline = (".test_accuracy", ".val_loss")
+    headline = (".test_accuracy", ".val_loss", ".distance")  # digits, lm, the 2-D functions
 
     task = param.Selector(default="digits", objects=list(TASKS), doc=(
         "quadratic / rosenbrock: 2-D test functions with trajectories; digits: an MLP on sklearn's digits; "
         "lm: a character-level transformer on the Python standard library's source."))
     optimizers = param.ListSelector(default=list(DEFAULT_OPTIMIZERS), objects=list(OPTIMIZERS), doc=(
         "Optimizers to compare (adamw = torch.optim.AdamW, the reference; sgd = SGD with momentum 0.9)."))
-    steps = param.Integer(0, bounds=(0, 1_000_000), doc=(
-        "Training steps per optimizer; 0 = the task's default (quadratic 300, rosenbrock 1000, digits 500, lm 300)."))
-    lr = param.Number(0.0, bounds=(0, None), doc=(
-        "Learning rate of every optimizer; 0 = each optimizer's documented default for the task "
+    steps = param.Integer(None, allow_None=True, bounds=(1, 1_000_000), doc=(
+        "Training steps per optimizer; auto = the task's default (quadratic 300, rosenbrock 1000, digits 500, lm 300)."))
+    lr = param.Number(None, allow_None=True, bounds=(0, None), inclusive_bounds=(False, True), doc=(
+        "Learning rate of every optimizer; auto = each optimizer's documented default for the task "
         "(workbench.methods.optim_tasks.DEFAULT_LR)."))
     schedule = param.Selector(default="cosine", objects=["cosine", "constant"], doc=(
         "Learning-rate schedule: cosine from lr (step 1) to 0 (step steps + 1), or constant."))
     weight_decay = param.Number(0.0, bounds=(0, None), doc="Decoupled weight decay of every optimizer.")
-    rank = param.Integer(0, bounds=(0, 65_536), doc=(
-        "Rank of the projected optimizers (galore, dct, apollo, frugal); 0 = rank_fraction × min(m, n) per matrix. "
+    rank = param.Integer(None, allow_None=True, bounds=(1, 65_536), doc=(
+        "Rank of the projected optimizers (galore, dct, apollo, frugal); auto = rank_fraction × min(m, n) per matrix. "
         "APOLLO-Mini is always rank 1."))
     rank_fraction = param.Number(0.25, bounds=(0, 1), inclusive_bounds=(False, True), doc=(
-        "Rank as a fraction of each projected matrix's smaller side, used when rank is 0."))
+        "Rank as a fraction of each projected matrix's smaller side, used when rank is auto."))
     update_proj_gap = param.Integer(50, bounds=(1, 1_000_000), doc="Steps between projector refreshes.")
-    scale = param.Number(0.0, bounds=(0, None), doc=(
-        "Scale of the projected update; 0 = each optimizer's default (GaLore 0.25, APOLLO 1, APOLLO-Mini 128, DCT 1, FRUGAL 1)."))
+    scale = param.Number(None, allow_None=True, bounds=(0, None), inclusive_bounds=(False, True), doc=(
+        "Scale of the projected update; auto = each optimizer's default (GaLore 0.25, APOLLO 1, APOLLO-Mini 128, DCT 1, FRUGAL 1)."))
     batch_size = param.Integer(32, bounds=(1, 65_536), doc="Minibatch size (digits: images; lm: sequences).")
-    eval_every = param.Integer(0, bounds=(0, 1_000_000), doc=(
-        "Evaluate (test accuracy, validation loss, distance to the minimum) every this many steps; 0 = 10 times per run."))
+    eval_every = param.Integer(None, allow_None=True, bounds=(1, 1_000_000), doc=(
+        "Evaluate (test accuracy, validation loss, distance to the minimum) every this many steps; auto = 10 times per run."))
     mlp_width = param.Integer(128, bounds=(4, 8192), doc="digits: width of the MLP.")
     d_model = param.Integer(64, bounds=(8, 8192), doc="lm: model width.")
     n_layers = param.Integer(2, bounds=(1, 96), doc="lm: transformer blocks.")
@@ -96,7 +96,7 @@ class Optimizers(Experiment):
                       self.corpus_chars, self.eval_batches, device=device)
 
     def lr_of(self, name: str) -> float:
-        return self.lr if self.lr > 0 else default_lr(name, self.task)
+        return self.lr if self.lr is not None else default_lr(name, self.task)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, progress, stop: threading.Event) -> Result:

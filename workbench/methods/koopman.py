@@ -44,6 +44,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from workbench.cadence import Cadence
+
 # --- dynamical systems ----------------------------------------------------------------------------------
 
 PENDULUM_DAMPING = 0.1
@@ -599,16 +601,18 @@ class KoopmanAutoencoder(nn.Module):
 def fit(model: KoopmanAutoencoder, train_windows: torch.Tensor, weights: LossWeights, steps: int,
         batch_size: int = 64, lr: float = 1e-3, clip: float = 1.0, seed: int = 0,
         callback: Callable[[int, dict[str, float]], None] | None = None, stop: Callable[[], bool] | None = None,
-        log_every: int = 100) -> int:
+        cadence: Cadence | None = None) -> int:
     """Minimise the Lagrangian with Adam (gradient norm clipped at ``clip``, as the released code) on
     random batches of ``train_windows`` (M, L, D), already on the model's device and dtype.
-    ``callback(step, means)`` gets the mean of every loss part since the previous call every ``log_every``
-    steps and at the last; ``stop()`` returning True ends training before the next step. Returns steps taken.
+    ``callback(step, means)`` gets the mean of every loss part since the previous call whenever
+    ``cadence(step)`` is due (default :class:`Cadence`: every 1 % of the steps, the last one and every half
+    second); ``stop()`` returning True ends training before the next step. Returns steps taken.
     Ridge mode: K_ridge is refitted on all training windows at the end."""
     device = train_windows.device
     generator = torch.Generator(device="cpu").manual_seed(seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=lr)
+    cadence = cadence if cadence is not None else Cadence(steps)
     running: dict[str, torch.Tensor] = {}
     count, step = 0, 0
     while step < steps and not (stop is not None and stop()):
@@ -622,7 +626,7 @@ def fit(model: KoopmanAutoencoder, train_windows: torch.Tensor, weights: LossWei
         step, count = step + 1, count + 1
         for name, value in (parts | {"loss": total.detach()}).items():
             running[name] = running.get(name, 0) + value
-        if callback is not None and (step % log_every == 0 or step == steps):
+        if callback is not None and cadence(step):
             callback(step, {name: float(value) / count for name, value in running.items()})
             running, count = {}, 0
     model.refit_koopman(train_windows)

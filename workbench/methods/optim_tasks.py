@@ -66,7 +66,7 @@ DEFAULT_LR: dict[str, dict[str, float]] = {
     "lm": {"adamw": 3e-3, "sgd": 0.1, "galore": 3e-2, "dct": 1e-2, "apollo": 1e-2, "apollo_mini": 1e-2,
            "frugal": 3e-3, "lion": 1e-3, "adamw8bit": 3e-3, "lamb": 1e-2, "adamw_frozen": 3e-3},
 }
-# Default ``scale`` of the projected optimizers, used when the experiment's ``scale`` is 0:
+# Default ``scale`` of the projected optimizers, used when the experiment's ``scale`` is auto (None):
 # GaLore 0.25 (README, 60M model), APOLLO 1 (README, channel-wise), APOLLO-Mini 128 (README,
 # tensor-wise, rank 1), DCT-AdamW and FRUGAL have no scale in their papers (1 = none).
 DEFAULT_SCALE = {"galore": 0.25, "dct": 1.0, "apollo": 1.0, "apollo_mini": 128.0, "frugal": 1.0}
@@ -96,20 +96,20 @@ def split_parameters(params) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return [], list(params)
 
 
-def projection_rank(shape: torch.Size, rank: int, rank_fraction: float) -> int:
-    """``rank`` when > 0, else round(rank_fraction · min(m, n)); at least 1, at most min(m, n)."""
+def projection_rank(shape: torch.Size, rank: int | None, rank_fraction: float) -> int:
+    """``rank``, or round(rank_fraction · min(m, n)) when it is None; at least 1, at most min(m, n)."""
     side = min(shape)
-    r = rank if rank > 0 else round(rank_fraction * side)
+    r = rank if rank is not None else round(rank_fraction * side)
     return int(min(max(r, 1), side))
 
 
-def make_optimizer(name: str, params, lr: float, rank: int = 0, update_proj_gap: int = 50, scale: float = 0.0,
-                   weight_decay: float = 0.0, rank_fraction: float = 0.25) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, lr: float, rank: int | None = None, update_proj_gap: int = 50,
+                   scale: float | None = None, weight_decay: float = 0.0, rank_fraction: float = 0.25) -> torch.optim.Optimizer:
     """Build optimizer ``name`` (one of :data:`OPTIMIZERS`) over ``params`` with the right groups.
 
     ``params``: see :func:`split_parameters`. Projected optimizers (:data:`PROJECTED`) get one group
-    per distinct rank, with keys ``rank`` (``rank``, or ``rank_fraction`` · min(m, n) when rank is 0;
-    APOLLO-Mini: 1), ``update_proj_gap`` and ``scale`` (0 → :data:`DEFAULT_SCALE`), plus one plain
+    per distinct rank, with keys ``rank`` (``rank``, or ``rank_fraction`` · min(m, n) when rank is None;
+    APOLLO-Mini: 1), ``update_proj_gap`` and ``scale`` (None → :data:`DEFAULT_SCALE`), plus one plain
     group with ``rank=None``; FRUGAL's groups carry ``density`` = rank / min(m, n) instead of rank
     and scale. The others get all parameters in one group. ``weight_decay`` applies to every group (decoupled, as each
     method defines it). ``adamw`` is ``torch.optim.AdamW`` (the reference), ``sgd`` is
@@ -142,7 +142,7 @@ def make_optimizer(name: str, params, lr: float, rank: int = 0, update_proj_gap:
 
     # projected: one group per rank (FRUGAL: per density), then the plain group (AdamW inside the
     # same optimizer: its subspace key is None, overriding a constructor default such as APOLLO-Mini's rank 1)
-    scale = scale if scale > 0 else DEFAULT_SCALE[name]
+    scale = scale if scale is not None else DEFAULT_SCALE[name]
     by_rank: dict[int, list[torch.Tensor]] = {}
     for p in projected:
         r = 1 if name == "apollo_mini" else projection_rank(p.shape, rank, rank_fraction)  # APOLLO-Mini: rank 1
@@ -150,7 +150,7 @@ def make_optimizer(name: str, params, lr: float, rank: int = 0, update_proj_gap:
     if name == "frugal":  # FRUGAL's subspace key is the density r / min(m, n); no scale
         by_density: dict[float, list[torch.Tensor]] = {}
         for p in projected:
-            density = rank_fraction if rank <= 0 else projection_rank(p.shape, rank, rank_fraction) / min(p.shape)
+            density = rank_fraction if rank is None else projection_rank(p.shape, rank, rank_fraction) / min(p.shape)
             by_density.setdefault(density, []).append(p)
         groups = [{"params": ps, "density": d, "update_proj_gap": update_proj_gap} for d, ps in by_density.items()]
         if plain:

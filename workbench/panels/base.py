@@ -33,7 +33,8 @@ from typing import Any, Callable
 import panel as pn
 import param
 
-from workbench.experiment import ConfigError, Event, Experiment, Result, configure, get
+from workbench.experiment import AUTO, ConfigError, Event, Experiment, Result, configure, get, matches_headline
+from workbench.panels.format import axis_of, results_tables, split_item
 from workbench.store import RunStore
 
 PlotFn = Callable[[Event], Any]
@@ -111,22 +112,22 @@ def first_paragraph(doc: str | None) -> str:
 
 
 def _widget_overrides(values: param.Parameterized) -> dict[str, Any]:
-    """Typed inputs instead of sliders where a slider would be useless: wide integer ranges (seeds,
-    step counts) and numbers whose default sits in the first percent of the range (ε in [1e-3, 100],
-    learning rates in (0, 10])."""
+    """Typed inputs instead of sliders where a slider would be useless: optional numbers (empty means
+    "auto"), wide integer ranges (seeds, step counts) and numbers whose default sits in the first percent
+    of the range (ε in [1e-3, 100], learning rates in (0, 10])."""
     widgets = {}
     for key, p in values.param.objects("existing").items():
         if not isinstance(p, param.Number) or isinstance(p, param.Boolean):
             continue
+        kind = pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput
         lo, hi = p.get_soft_bounds()
+        if p.allow_None:
+            widgets[key] = {"type": kind, "placeholder": AUTO}
+            continue
         if lo is None or hi is None:
             continue  # pn.Param already picks a typed input
-        if isinstance(p, param.Integer):
-            wide = hi - lo > 1000
-        else:
-            wide = p.default is None or p.default - lo < 0.01 * (hi - lo)
+        wide = hi - lo > 1000 if isinstance(p, param.Integer) else p.default - lo < 0.01 * (hi - lo)
         if wide:
-            kind = pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput
             widgets[key] = {"type": kind, "start": lo, "end": hi}
     return widgets
 
@@ -137,25 +138,59 @@ def _as_store(store: RunStore | str | os.PathLike | None) -> RunStore:
     return store if isinstance(store, RunStore) else RunStore(store)
 
 
-def curve_figure(curves: dict[str, dict[str, list]], title: str = "metrics") -> dict[str, Any]:
-    """A Plotly figure (a plain dict: no validation cost) of every metric against step, one stacked
-    panel per metric (metrics live on different scales), sharing the step axis."""
-    names = list(curves)
-    n, gap = len(names), 0.06
-    height = (1 - gap * (n - 1)) / max(n, 1)
+def live_figure(curves: dict[str, dict[str, list]], names: list[str], title: str = "metrics") -> dict[str, Any]:
+    """One Plotly figure (a plain dict: no validation cost) of the metrics ``names`` against step: metrics
+    with the same unit or kind (:func:`axis_of`: every loss, every accuracy, bytes...) share a y axis,
+    one axis per group stacked over the shared step axis, one legend entry per metric."""
+    groups: dict[str, list[str]] = {}
+    for name in (n for n in names if n in curves):
+        groups.setdefault(axis_of(split_item(name)[1]), []).append(name)
+    n, gap = max(len(groups), 1), 0.08
+    height = (1 - gap * (n - 1)) / n
     data, layout = [], {
-        "title": {"text": title}, "showlegend": False, "uirevision": "curve", "template": "plotly_white",
-        "margin": {"l": 60, "r": 10, "t": 40, "b": 40},
+        "title": {"text": title}, "uirevision": "curve", "template": "plotly_white", "height": 160 + 220 * n,
+        "legend": {"orientation": "h", "y": -0.12 if n == 1 else -0.06, "x": 0},
+        "margin": {"l": 70, "r": 10, "t": 40, "b": 40},
         "xaxis": {"title": {"text": "step"}, "anchor": f"y{n}" if n > 1 else "y"}}
-    for i, key in enumerate(names):
-        steps, values = curves[key]["step"], curves[key]["value"]
-        stride = max(1, len(steps) // MAX_CURVE_POINTS)
+    for i, (axis_key, members) in enumerate(groups.items()):
         axis = "" if i == 0 else str(i + 1)
-        data.append({"type": "scatter", "mode": "lines", "name": key, "x": steps[::stride],
-                     "y": values[::stride], "xaxis": "x", "yaxis": f"y{axis}"})
+        for name in members:
+            steps, values = curves[name]["step"], curves[name]["value"]
+            stride = max(1, len(steps) // MAX_CURVE_POINTS)
+            data.append({"type": "scatter", "mode": "lines+markers" if len(steps) <= 30 else "lines", "name": name,
+                         "x": steps[::stride], "y": values[::stride], "xaxis": "x", "yaxis": f"y{axis}"})
         top = 1 - i * (height + gap)
-        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - height), top], "title": {"text": key}}
+        layout[f"yaxis{axis}"] = {"domain": [max(0.0, top - height), top], "title": {"text": axis_key}}
     return {"data": data, "layout": layout}
+
+
+def default_metrics(names: list[str], headline: tuple[str, ...]) -> list[str]:
+    """What the live plot shows until someone picks: the headline metrics reported so far, else the first."""
+    chosen = [name for name in names if matches_headline(name, headline)]
+    return chosen or names[:1]
+
+
+class FigureFormat:
+    """The PNG/SVG switch of the camera button ("download plot") of every figure pane it made."""
+
+    def __init__(self):
+        self.widget = pn.widgets.RadioButtonGroup(label="save figures as", options=["png", "svg"], value="png",
+                                                  width=120)
+        self.panes: list[tuple[pn.pane.Plotly, str]] = []
+        self.widget.param.watch(lambda _event: self._apply(), "value")
+
+    def pane(self, figure: Any, filename: str, **kwargs) -> pn.pane.Plotly:
+        pane = pn.pane.Plotly(figure, config=self.config(filename), **kwargs)
+        self.panes.append((pane, filename))
+        return pane
+
+    def config(self, filename: str) -> dict[str, Any]:
+        return {"displaylogo": False, "toImageButtonOptions": {"format": self.widget.value, "filename": filename}}
+
+    def _apply(self) -> None:
+        for pane, filename in self.panes:
+            pane.config = self.config(filename)
+            pane.param.trigger("object")  # the browser applies a new config only when it draws again
 
 
 def _placeholder(text: str) -> dict[str, Any]:
@@ -210,16 +245,27 @@ class ExperimentPanel(pn.viewable.Viewer):
         self.status_text = pn.pane.Markdown("**status:** idle", margin=(0, 10))
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.metrics_table = pn.pane.DataFrame(None, visible=False, index=False, sizing_mode="stretch_width")
-        self.curve = pn.pane.Plotly(_placeholder("press Run"), height=330, sizing_mode="stretch_width")
-        self.picture = pn.pane.Plotly(_placeholder("the picture appears during the run"), height=450,
-                                      sizing_mode="stretch_width", visible=plot is not None)
+        self.items_table = pn.pane.DataFrame(None, visible=False, index=False, sizing_mode="stretch_width")
+        self.metric_picker = pn.widgets.MultiChoice(label="Live metrics (headline by default)", options=[], value=[],
+                                                    sizing_mode="stretch_width")
+        self.metric_picker.param.watch(self._on_pick, "value")
+        self._picked = False  # True once someone chose metrics: refreshes no longer replace the choice
+        self._setting_picker = False  # True while a refresh (not a person) sets the picker
+        self.figure_format = FigureFormat()
+        self.curve = self.figure_format.pane(_placeholder("press Run"), f"{self.experiment_name}-metrics",
+                                             height=380, sizing_mode="stretch_width")
+        self.picture = self.figure_format.pane(_placeholder("the picture appears during the run"),
+                                               f"{self.experiment_name}-picture", height=450,
+                                               sizing_mode="stretch_width", visible=plot is not None)
         doc = " ".join(first_paragraph(self.experiment_cls.__doc__).split())
         controls = pn.Column(
             pn.pane.Markdown(f"### {self.experiment_name}\n{doc}"), self.form,
             pn.Row(self.run_button, self.stop_button), self.progress, self.step_text, self.status_text,
             self.alert, self.metrics_table, width=340)
-        self.layout = pn.Row(controls, pn.Column(self.curve, self.picture, sizing_mode="stretch_width",
-                                                  min_width=480), sizing_mode="stretch_width")
+        figures = pn.Column(pn.Row(self.metric_picker, pn.Column(pn.pane.Markdown("save figures as", margin=(0, 5)),
+                                                                  self.figure_format.widget)),
+                            self.curve, self.items_table, self.picture, sizing_mode="stretch_width", min_width=480)
+        self.layout = pn.Row(controls, figures, sizing_mode="stretch_width")
 
     def __panel__(self):
         return self.layout
@@ -272,9 +318,13 @@ class ExperimentPanel(pn.viewable.Viewer):
         return True
 
     def stop(self) -> None:
-        """Ask the running experiment to stop (it finishes its current step, then is recorded stopped)."""
+        """Stop the run: the status says "stopped" at once; the experiment finishes its current step and
+        any final evaluation in the background, then is recorded stopped."""
         self._stop_event.set()
-        self.stop_button.disabled = True
+        with self.state.lock:
+            if self.state.status == "running":
+                self.state.status = "stopped"
+        self._show_status(self.state.snapshot())  # the figures follow at the next refresh
 
     def wait(self, timeout: float | None = None) -> str:
         """Block until the run ends (or ``timeout``), refresh the widgets, return the status."""
@@ -304,46 +354,70 @@ class ExperimentPanel(pn.viewable.Viewer):
         self._callback = pn.state.add_periodic_callback(self._tick, period=self.refresh_ms)
 
     def _tick(self) -> None:
-        drawn = self.refresh()  # stop only once a final status has been drawn, not merely reached
-        if drawn != "running" and self._callback is not None:
+        drawn = self.refresh()  # stop only once the worker ended and its final status has been drawn
+        if drawn != "running" and not self.running and self._callback is not None:
             self._callback.stop()
             self._callback = None
+
+    def _on_pick(self, event) -> None:
+        if self._setting_picker:
+            return
+        self._picked = True
+        self._draw_curves(self.state.snapshot()["curves"])
+
+    def _draw_curves(self, curves: dict[str, dict[str, list]]) -> None:
+        """The live figure of the picked metrics (default: the headline ones reported so far)."""
+        names = list(curves)
+        if names != self.metric_picker.options:
+            self._setting_picker = True
+            kept = [name for name in self.metric_picker.value if name in names] if self._picked else []
+            self._picked = bool(kept)
+            self.metric_picker.options = names
+            self.metric_picker.value = kept or default_metrics(names, self.experiment_cls.headline)
+            self._setting_picker = False
+        figure = live_figure(curves, self.metric_picker.value, f"{self.experiment_name}: live metrics")
+        self.curve.height = figure["layout"]["height"]
+        self.curve.object = figure
 
     def refresh(self) -> str:
         """Bring the widgets up to date with :attr:`state` (call from the UI's thread/loop); returns
         the status drawn."""
         s = self.state.snapshot()
-        status = s["status"]
-        running, done = status == "running", status in TERMINAL  # the worker sets a final status last
-        self.run_button.disabled = running
-        self.stop_button.disabled = not running or self._stop_event.is_set()
+        status = self._show_status(s)
+        done = status in TERMINAL and not self.running  # the worker ended: its result (if any) is in the state
+        if (s["events"], done) != self._drawn:
+            self._drawn = (s["events"], done)
+            if s["curves"]:
+                self._draw_curves(s["curves"])
+            self._draw_picture(s["event"], force=done)
+        if done and s["result"] is not None:
+            scalars, per_item = results_tables(s["result"].metrics)
+            self.metrics_table.object, self.metrics_table.visible = scalars, not scalars.empty
+            self.items_table.object, self.items_table.visible = per_item, not per_item.empty
+        elif status in ("running", "invalid"):
+            self.metrics_table.visible = self.items_table.visible = False
+        return status
+
+    def _show_status(self, s: dict[str, Any]) -> str:
+        """Buttons, form, progress and status text from the snapshot ``s`` (cheap: no figure)."""
+        status, busy = s["status"], self.running
+        self.run_button.disabled = busy
+        self.stop_button.disabled = status != "running"
         for widget in self.form.layout:
             if isinstance(widget, pn.widgets.Widget):
-                widget.disabled = running
+                widget.disabled = busy
         total = max(s["total"], 1)
-        self.progress.value = 100 if status == "finished" and done else min(100, int(100 * s["step"] / total))
+        self.progress.value = 100 if status == "finished" and not busy else min(100, int(100 * s["step"] / total))
         self.step_text.object = f"step {s['step']} / {s['total']}"
         self.progress.bar_color = {"finished": "success", "stopped": "warning", "failed": "danger"}.get(status, "primary")
         label = {"stopped": "stopped (Stop pressed)", "invalid": "not started: invalid parameters"}.get(status, status)
+        if status == "stopped" and busy:
+            label += " — finishing the last step and the final evaluation"
         if s["run_id"] is not None:
             label += f" — run {s['run_id']} in {self.store.path}"
         self.status_text.object = f"**status:** {label}"
         self.alert.object = s["error"]
         self.alert.visible = bool(s["error"])
-
-        if (s["events"], done) != self._drawn:
-            self._drawn = (s["events"], done)
-            if s["curves"]:
-                self.curve.object = curve_figure(s["curves"], f"{self.experiment_name}: metrics")
-            self._draw_picture(s["event"], force=done)
-        if done and s["result"] is not None:
-            import pandas as pd
-
-            metrics = s["result"].metrics
-            self.metrics_table.object = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
-            self.metrics_table.visible = bool(metrics)
-        elif status in ("running", "invalid"):
-            self.metrics_table.visible = False
         return status
 
     def _draw_picture(self, event: Event | None, force: bool = False) -> None:
@@ -354,7 +428,10 @@ class ExperimentPanel(pn.viewable.Viewer):
             return
         self._picture_at = now
         try:
-            self.picture.object = self.plot(event)
+            figure = self.plot(event)
+            height = figure.get("layout", {}).get("height") if isinstance(figure, dict) else figure.layout.height
+            self.picture.height = int(height or self.picture.height)  # the figure's own: no squeezed subplot titles
+            self.picture.object = figure
         except Exception as error:  # a broken picture must not break the run or the panel
             with self.state.lock:
                 self.state.error = self.state.error or f"picture failed: {type(error).__name__}: {error}"

@@ -1,4 +1,4 @@
-"""Serve the panel of one experiment as a web app.
+"""Serve the panel of one experiment as a web app (every experiment and the runs: ``workbench serve``).
 
     python -m workbench.panels.serve lightsb --port 5006
     python -m workbench.panels.serve lightsb --port 5006 -p steps=200 -p epsilon=0.5 --db runs/workbench.db
@@ -30,18 +30,37 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workbench.panels.serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", help="registered experiment name (see `workbench list`)")
+def add_server_options(parser: argparse.ArgumentParser, db: bool = True) -> None:
+    """The options every served app of the package takes: where it listens, what it imports, where runs go
+    (``db=False``: the parser has ``--db`` already)."""
     parser.add_argument("--port", type=int, default=5006)
     parser.add_argument("--address", default=LOOPBACK, help=f"address to listen on (default {LOOPBACK}: this machine only)")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="starting value of a parameter (repeatable)")
-    parser.add_argument("--db", default=None, help="run store path (default: $WORKBENCH_DB or ./runs/workbench.db)")
+    if db:
+        parser.add_argument("--db", default=None, help="run store path (default: $WORKBENCH_DB or ./runs/workbench.db)")
     parser.add_argument("--allow-websocket-origin", action="append", default=None, metavar="HOST[:PORT]")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                         help="import MODULE first (a module that registers your own experiments; repeatable)")
     parser.add_argument("--show", action="store_true", help="open a browser tab")
+
+
+def serve(routes: dict, args: argparse.Namespace, store, title: str, static_dirs: dict[str, str] | None = None) -> None:
+    """Serve ``routes`` ({route: page function}) as :func:`add_server_options` asked; warn beyond loopback."""
+    import panel as pn
+
+    if not is_loopback(args.address):
+        print(f"warning: listening on {args.address}, beyond this machine: anyone who reaches port {args.port} can "
+              f"start runs and write to {store.path}", file=sys.stderr, flush=True)
+    print(f"serving {title} at http://{args.address}:{args.port}/ (runs -> {store.path})", flush=True)
+    pn.serve(routes, port=args.port, address=args.address, show=args.show, title=title,
+             websocket_origin=args.allow_websocket_origin, static_dirs=static_dirs or {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workbench.panels.serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help="registered experiment name (see `workbench list`)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="starting value of a parameter (repeatable)")
+    add_server_options(parser)
     args = parser.parse_args(argv)
 
     import importlib
@@ -71,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         pn.state.on_session_destroyed(lambda _context: panel.stop())
         return panel.layout
 
-    if not is_loopback(args.address):
-        print(f"warning: listening on {args.address}, beyond this machine: anyone who reaches port {args.port} can "
-              f"start runs and write to {store.path}", file=sys.stderr, flush=True)
-    print(f"serving {args.name} at http://{args.address}:{args.port}/ (runs -> {store.path})", flush=True)
-    pn.serve({"/": app}, port=args.port, address=args.address, show=args.show, title=f"workbench: {args.name}",
-             websocket_origin=args.allow_websocket_origin)
+    serve({"/": app}, args, store, title=f"workbench: {args.name}")
     return 0
 
 
