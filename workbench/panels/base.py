@@ -40,6 +40,7 @@ from workbench.store import RunStore
 PlotFn = Callable[[Event], Any]
 TERMINAL = ("finished", "stopped", "failed")
 MAX_CURVE_POINTS = 2000  # per metric, drawn (every point is still recorded in the store)
+STOPPING = "stopped (Stop pressed) — finishing the last step and the final evaluation"
 
 
 @dataclass
@@ -243,6 +244,9 @@ class ExperimentPanel(pn.viewable.Viewer):
         self.progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", sizing_mode="stretch_width")
         self.step_text = pn.pane.Str("step 0 / 0", margin=(0, 10))
         self.status_text = pn.pane.Markdown("**status:** idle", margin=(0, 10))
+        # Stop: the browser shows it at once, even while the server is busy drawing (the server says the same next)
+        self.stop_button.js_on_click(args={"status": self.status_text}, code=(
+            "cb_obj.disabled = true; status.text = '<p><strong>status:</strong> " + STOPPING + "</p>'"))
         self.alert = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self.metrics_table = pn.pane.DataFrame(None, visible=False, index=False, sizing_mode="stretch_width")
         self.items_table = pn.pane.DataFrame(None, visible=False, index=False, sizing_mode="stretch_width")
@@ -412,7 +416,7 @@ class ExperimentPanel(pn.viewable.Viewer):
         self.progress.bar_color = {"finished": "success", "stopped": "warning", "failed": "danger"}.get(status, "primary")
         label = {"stopped": "stopped (Stop pressed)", "invalid": "not started: invalid parameters"}.get(status, status)
         if status == "stopped" and busy:
-            label += " — finishing the last step and the final evaluation"
+            label = STOPPING
         if s["run_id"] is not None:
             label += f" — run {s['run_id']} in {self.store.path}"
         self.status_text.object = f"**status:** {label}"
