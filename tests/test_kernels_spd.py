@@ -104,3 +104,24 @@ def test_dispatch_keeps_eigh_where_the_kernel_does_not_apply():
     assert S.dtype == torch.float64 and torch.equal(S, S_ref) and torch.equal(S_inv, S_inv_ref)
     (S.sum() + S_inv.sum()).backward()
     assert X.grad is not None and torch.isfinite(X.grad).all()
+
+
+def test_the_spd_geometry_and_batch_norm_take_their_square_roots_through_the_dispatch(monkeypatch):
+    """With the kernel chosen (as on CUDA), the BW transport map and an eval-mode GBWBN use Newton–Schulz and
+    agree with their eigh results."""
+    from workbench.methods.spd import SPDBatchNorm, transport_map
+
+    calls = []
+    monkeypatch.setattr(spd_sqrt, "_use_kernel", lambda X: calls.append(X.shape) or not X.requires_grad)
+    A, B = spd(3, 6, 10.0), spd(3, 6, 10.0, seed=1)
+    T = transport_map(A, B)
+    assert calls, "transport_map did not go through the dispatch"
+    calls.clear()
+    bn = SPDBatchNorm(6, metric="gbw", theta=0.5).to(DEVICE).eval()
+    with torch.no_grad():
+        Y = bn(A)
+    assert calls, "SPDBatchNorm did not go through the dispatch"
+    monkeypatch.setattr(spd_sqrt, "_use_kernel", lambda X: False)  # the eigh reference
+    torch.testing.assert_close(T, transport_map(A, B), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(Y, bn(A), rtol=1e-4, atol=1e-4)

@@ -124,7 +124,7 @@ def test_mean_error_falls_with_iterations_and_is_reported():
     ~1e-1 after 1 and ~1e-4 after 10 (our matrices differ, so only the shape is checked)."""
     X = spd(30, 6, 4, cond=1e3)
     exact = bw_mean(X, n_iter=500, tol=1e-15)
-    errors = [((bw_mean(X, n_iter=k, tol=0.0) - exact).norm() / exact.norm()).item() for k in (1, 2, 5, 10)]
+    errors = [((bw_mean(X, n_iter=k, tol=0.0, anderson=0) - exact).norm() / exact.norm()).item() for k in (1, 2, 5, 10)]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 1e-2
     _, info = bw_mean(X, n_iter=2, tol=0.0, return_info=True)
@@ -216,6 +216,50 @@ def test_bw_agrees_with_pyriemann(n, cond, seed):
     assert close(bw_mean(A, n_iter=500, tol=1e-14), mean_wasserstein(a, tol=1e-13, maxiter=500), 1e-9)
     assert close(bw_mean(A, torch.as_tensor(w), n_iter=500, tol=1e-14),
                  mean_wasserstein(a, tol=1e-13, maxiter=500, sample_weight=w), 1e-9)
+
+
+# --- forward-only fast paths against the differentiable reference ----------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cond", [1e2, 1e4])
+def test_cholesky_distance_matches_the_eigen_route_and_broadcasts(dtype, cond):
+    """Without autograd d(A, B) goes through eigvalsh(Lᵀ B L), A = L Lᵀ; with autograd through A^½ (Daleckii–Krein).
+    Both must agree, also when A and B broadcast against each other (A's Cholesky runs on A's own batch)."""
+    A, B = spd(6, 7, 0, cond, dtype), spd(5, 7, 1, cond, dtype)
+    fast = bw_distance(A[:, None], B[None])  # (6, 5)
+    reference = bw_distance(A[:, None].clone().requires_grad_(), B[None]).detach()
+    assert fast.shape == (6, 5)
+    assert close(fast, reference, TOL[dtype])
+    assert close(fast[2, 3], bw_distance(A[2], B[3]), 1e-12 if dtype == F64 else 1e-6)
+    assert close(bw_distance(A[:, None], B[None], squared=True), fast**2, TOL[dtype])
+
+
+def test_cholesky_distance_falls_back_to_the_eigen_route_on_singular_matrices():
+    a, b = torch.tensor([0.0, 2.0, 9.0], dtype=F64), torch.tensor([4.0, 1.0, 0.25], dtype=F64)  # A is only PSD
+    assert torch.linalg.cholesky_ex(torch.diag(a)).info > 0
+    # the eigen route floors eigenvalues at eps · λ_max: √(eps · 9) ≈ 5e-8 off at the zero eigenvalue
+    assert abs(bw_distance(torch.diag(a), torch.diag(b)).item() - (a.sqrt() - b.sqrt()).norm().item()) < 1e-7
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cond", [1e2, 1e4])
+def test_anderson_accelerated_mean_matches_the_plain_iteration_in_fewer_iterations(dtype, cond):
+    X = spd(3 * 40, 6, 5, cond, dtype).reshape(3, 40, 6, 6)  # a batch of three sets of 40 matrices
+    tol = 1e-12 if dtype == F64 else 2e-5
+    plain, plain_info = bw_mean(X, n_iter=500, tol=tol, anderson=0, return_info=True)
+    fast, fast_info = bw_mean(X, n_iter=500, tol=tol, return_info=True)
+    assert plain.shape == fast.shape == (3, 6, 6) and plain_info.converged and fast_info.converged
+    assert close(fast, plain, 1e-9 if dtype == F64 else 1e-4)
+    assert close(fast[1], bw_mean(X[1], n_iter=500, tol=tol), 1e-9 if dtype == F64 else 1e-4)
+    assert fast_info.iterations < 0.75 * plain_info.iterations, (fast_info, plain_info)
+
+
+def test_mean_with_autograd_runs_the_plain_differentiable_iteration():
+    X = spd(20, 5, 6, 1e3)
+    Xg = X.clone().requires_grad_()
+    G, info = bw_mean(Xg, n_iter=6, tol=0.0, return_info=True)
+    assert info.iterations == 6 and G.requires_grad
+    assert close(G.detach(), bw_mean(X, n_iter=6, tol=0.0, anderson=0), 1e-12)
 
 
 @pytest.mark.parametrize("n, seed", [(3, 0), (8, 1)])
@@ -356,6 +400,21 @@ def test_digits_covariances_match_the_note():
     assert 1.2e5 < k_ill.median() < 1.8e5 and 0.95 < (k_ill > 1e5).double().mean() < 0.99  # note: 1.5e5, 97 %
     with pytest.raises(ValueError, match="dataset 'mnist' is not known; expected one of 'digits_region'"):
         load_digits_spd("mnist")
+
+
+def test_validation_split_is_carved_from_the_training_half_stratified_and_seeded():
+    full = load_digits_spd("digits_illcond")
+    split = load_digits_spd("digits_illcond", validation=0.2, validation_seed=1)
+    assert len(split.X_train) == 718 and len(split.X_val) == 180 and torch.equal(split.X_test, full.X_test)
+    per_class = torch.bincount(full.y_train, minlength=10).double()
+    assert ((torch.bincount(split.y_val, minlength=10) - 0.2 * per_class).abs() <= 1).all()  # stratified
+    rows = lambda X: {tuple(x.flatten().tolist()) for x in X}  # noqa: E731
+    assert rows(split.X_train) | rows(split.X_val) == rows(full.X_train) and not rows(split.X_train) & rows(split.X_val)
+    again, other = (load_digits_spd("digits_illcond", validation=0.2, validation_seed=s) for s in (1, 2))
+    assert torch.equal(again.X_val, split.X_val) and not torch.equal(other.X_val, split.X_val)
+    assert len(full.X_val) == 0
+    with pytest.raises(ValueError, match="validation = 1.5 is not allowed; expected a fraction in"):
+        load_digits_spd("digits_illcond", validation=1.5)
 
 
 def test_pyriemann_mdm_wasserstein_reaches_the_note_accuracy_on_the_ill_conditioned_split():

@@ -9,7 +9,7 @@ import pytest
 
 import workbench
 from workbench.experiment import ConfigError, configure
-from workbench.experiments.spd_normalization import SPDNet
+from workbench.experiments.spd_normalization import SPDNet, accuracy
 from workbench.panels import plot_for
 
 
@@ -25,6 +25,31 @@ def test_bad_values_fail_before_any_work(key, value, fragment):
     with pytest.raises(ConfigError) as error:
         configure("spd_normalization", **{key: value})
     assert fragment in str(error.value)
+
+
+def test_epoch_selection_on_validation_needs_a_validation_split():
+    with pytest.raises(ConfigError, match=r"'epoch_selection' = 'best_validation' needs a validation split; got "
+                                          r"'validation' = 0.0, expected a fraction in \(0, 0.5\]"):
+        configure("spd_normalization", epoch_selection="best_validation")
+    with pytest.raises(ConfigError, match="parameter 'validation' = 0.7 is not allowed"):
+        configure("spd_normalization", validation=0.7)
+
+
+def test_best_validation_epoch_is_kept_and_reported_without_looking_at_the_test_half():
+    result = workbench.run("spd_normalization", bn="bw", theta=1.0, compare=["none"], epochs=4, seed=2, lr=0.1,
+                           validation=0.25, epoch_selection="best_validation")  # a large step: bw peaks before the end
+    data = result.data
+    assert result.metrics["selected_epoch"] < 4  # so the kept weights differ from the last ones
+    assert len(data.X_train) + len(data.X_val) == 898 and len(data.X_val) == 225
+    for variant, suffix in (("bw", ""), ("none", "_none")):
+        h = result.history[variant]
+        best = max(range(4), key=lambda i: (h["validation_accuracy"][i], -i))  # the earliest best epoch
+        assert result.metrics[f"selected_epoch{suffix}"] == h["epoch"][best]
+        assert result.metrics[f"validation_accuracy{suffix}"] == h["validation_accuracy"][best]
+        assert result.metrics[f"test_accuracy{suffix}"] == h["test_accuracy"][best]
+        # the returned model carries the kept weights
+        assert accuracy(result.models[variant], data.X_test, data.y_test) == h["test_accuracy"][best]
+    assert result.curves["validation_accuracy"]["value"] == result.history["bw"]["validation_accuracy"]
 
 
 def test_hidden_sizes_must_fit_the_digits_matrices():

@@ -6,16 +6,24 @@ ReEig, LogEig, upper-triangle vector, linear classifier; BiMap weights on the St
 parameters trained with ``geoopt.optim.RiemannianAdam`` (Euclidean parameters get plain Adam steps from it),
 cross-entropy loss, float64 by default.
 
-Metrics: ``test_accuracy`` and ``train_accuracy`` of the chosen variant (``bn``), ``loss`` (mean over the last
-epoch), ``time_per_epoch`` (seconds), ``condition_before_bn`` / ``condition_after_bn`` (median κ of a probe batch at
-the BN's input and output); for each variant in ``compare`` also ``test_accuracy_<variant>`` and
-``time_per_epoch_<variant>``. Curves: ``loss`` at every event, ``test_accuracy`` (and ``test_accuracy_<variant>``)
-once per epoch. Events come at least every 1 % of all steps, with payload {bn, variant (training now), curves (per
-variant: epoch, train/test accuracy, loss), spectra (log10 eigenvalues of the probe batch before and after BN),
-dataset}. Artifacts: ``model`` (the chosen variant's SPDNet), ``models`` (all trained), ``data``, ``history``.
+Model selection without the test half: ``validation`` holds out a stratified fraction of the training half (seeded by
+``seed``, so every variant at a seed sees the same split), and ``epoch_selection="best_validation"`` keeps the
+weights of the epoch with the highest validation accuracy (early stopping; the earliest on ties) instead of the
+last. The reported accuracies are those of the kept weights.
+
+Metrics: ``test_accuracy`` and ``train_accuracy`` of the chosen variant (``bn``), ``validation_accuracy`` (with a
+validation split), ``selected_epoch``, ``loss`` (mean over the kept epoch), ``time_per_epoch`` (seconds),
+``condition_before_bn`` / ``condition_after_bn`` (median κ of a probe batch at the BN's input and output); for each
+variant in ``compare`` also ``test_accuracy_<variant>``, ``validation_accuracy_<variant>``,
+``selected_epoch_<variant>`` and ``time_per_epoch_<variant>``. Curves: ``loss`` at every event, the train,
+validation and test accuracies (per variant) once per epoch. Events come at least every 1 % of all steps, with
+payload {bn, variant (training now), curves (per variant: epoch, train/validation/test accuracy, loss), spectra
+(log10 eigenvalues of the probe batch before and after BN), dataset}. Artifacts: ``model`` (the chosen variant's
+SPDNet), ``models`` (all trained), ``data``, ``history``.
 """
 from __future__ import annotations
 
+import copy
 import threading
 import time
 
@@ -24,11 +32,13 @@ import param
 import torch
 from torch import nn
 
+from workbench.cadence import Cadence
 from workbench.experiment import ConfigError, Event, Experiment, Result, register
 from workbench.methods.spd import (DATASETS, BiMap, LogEig, ReEig, SPDBatchNorm, condition_numbers, load_digits_spd,
                                    triu_vector)
 
 BN_VARIANTS = ("none", "aim", "lem", "bw", "gbw")
+EPOCH_SELECTIONS = ("last", "best_validation")
 N_PROBE = 64  # training matrices whose spectra the live picture shows
 
 
@@ -107,6 +117,10 @@ class SPDNormalizationExperiment(Experiment):
     bn_iter = param.Integer(3, bounds=(1, 100), doc="Fixed-point (BW) / Karcher (AIM) iterations of the batch mean.")
     momentum = param.Number(0.1, bounds=(0, 1), inclusive_bounds=(False, True), doc="Running-statistics momentum.")
     epochs = param.Integer(8, bounds=(1, 10_000), doc="Passes over the training half (898 matrices).")
+    validation = param.Number(0.0, bounds=(0, 0.5), doc=(
+        "Fraction of the training half held out for validation (stratified, seeded by `seed`); 0: none."))
+    epoch_selection = param.Selector(default="last", objects=list(EPOCH_SELECTIONS), doc=(
+        "Report the last epoch, or keep the weights of the epoch with the best validation accuracy (early stopping)."))
     batch_size = param.Integer(32, bounds=(2, 4096), doc="Matrices per step.")
     lr = param.Number(1e-2, bounds=(0, 10), inclusive_bounds=(False, True), doc="RiemannianAdam learning rate.")
     hidden = param.List([8, 6], item_type=int, doc="BiMap output sizes h₁, h₂ (8 ≥ h₁ ≥ h₂ ≥ 1).")
@@ -119,6 +133,9 @@ class SPDNormalizationExperiment(Experiment):
         if len(h) != 2 or not 8 >= h[0] >= h[1] >= 1:
             raise ConfigError(f"{self.name}: parameter 'hidden' = {self.hidden!r} is not allowed; expected two sizes "
                               f"8 >= h1 >= h2 >= 1 (the digits matrices are 8×8)")
+        if self.epoch_selection == "best_validation" and not self.validation > 0:
+            raise ConfigError(f"{self.name}: parameter 'epoch_selection' = 'best_validation' needs a validation split; "
+                              f"got 'validation' = {self.validation!r}, expected a fraction in (0, 0.5]")
 
     def variants(self) -> list[str]:
         return [self.bn] + [v for v in self.compare if v != self.bn]
@@ -141,17 +158,20 @@ class SPDNormalizationExperiment(Experiment):
 
     def _run(self, progress, stop, device) -> Result:
         dtype = getattr(torch, self.dtype)
-        data = load_digits_spd(self.dataset, dtype=dtype)
+        data = load_digits_spd(self.dataset, dtype=dtype, validation=self.validation, validation_seed=self.seed)
         X_train, y_train = data.X_train.to(device), data.y_train.to(device)
+        X_val, y_val = data.X_val.to(device), data.y_val.to(device)
         X_test, y_test = data.X_test.to(device), data.y_test.to(device)
+        keep_best = self.epoch_selection == "best_validation"
         probe = X_train[:N_PROBE]
         variants = self.variants()
         n_batches = -(-len(X_train) // self.batch_size)
         per_variant = self.epochs * n_batches
         total = per_variant * len(variants)
-        log_every = max(1, total // 100)
-        history = {v: {"epoch": [], "train_accuracy": [], "test_accuracy": [], "loss": [], "seconds": []}
-                   for v in variants}
+        due = Cadence(total)  # batch losses every 1 % of the steps and every half second; epochs always
+        columns = ["epoch", "train_accuracy"] + (["validation_accuracy"] if len(X_val) else []) + [
+            "test_accuracy", "loss", "seconds"]
+        history = {v: {key: [] for key in columns} for v in variants}
         payload = {"bn": self.bn, "variant": self.bn, "curves": history, "spectra": None, "dataset": self.dataset,
                    "variants": variants}  # variant: the one training now; spectra: always of the chosen bn
         models, step, metrics = {}, 0, {}
@@ -163,6 +183,7 @@ class SPDNormalizationExperiment(Experiment):
             optimizer = geoopt.optim.RiemannianAdam(model.parameters(), lr=self.lr)
             suffix = "" if variant == self.bn else f"_{variant}"
             payload["variant"] = variant
+            best_validation, kept_epoch, kept_state = -1.0, None, None  # under epoch_selection="best_validation"
             for epoch in range(1, self.epochs + 1):
                 if stop.is_set():
                     break
@@ -180,25 +201,36 @@ class SPDNormalizationExperiment(Experiment):
                     optimizer.step()
                     losses.append(loss.item())
                     step += 1
-                    if step % log_every == 0 and b < n_batches - 1:
+                    if due(step) and b < n_batches - 1:
                         progress(Event(step, total, {f"loss{suffix}": losses[-1]}, payload))
                 seconds = time.perf_counter() - start
-                train_acc, test_acc = accuracy(model, X_train, y_train), accuracy(model, X_test, y_test)
-                mean_loss = sum(losses) / max(1, len(losses))
-                for key, value in (("epoch", epoch), ("train_accuracy", train_acc), ("test_accuracy", test_acc),
-                                   ("loss", mean_loss), ("seconds", seconds)):
+                row = {"epoch": epoch, "train_accuracy": accuracy(model, X_train, y_train),
+                       "test_accuracy": accuracy(model, X_test, y_test), "loss": sum(losses) / max(1, len(losses)),
+                       "seconds": seconds}
+                if len(X_val):
+                    row["validation_accuracy"] = accuracy(model, X_val, y_val)
+                    if keep_best and row["validation_accuracy"] > best_validation:
+                        best_validation, kept_epoch = row["validation_accuracy"], epoch
+                        kept_state = copy.deepcopy(model.state_dict())
+                for key, value in row.items():
                     history[variant][key].append(value)
                 if variant == self.bn:
                     payload["spectra"] = spectra(model, probe)
-                progress(Event(step, total, {f"loss{suffix}": mean_loss, f"test_accuracy{suffix}": test_acc,
-                                             f"train_accuracy{suffix}": train_acc}, payload))
+                progress(Event(step, total, {f"{key}{suffix}": value for key, value in row.items()
+                                             if key not in ("epoch", "seconds")}, payload))
             h = history[variant]
             if h["epoch"]:
-                metrics[f"test_accuracy{suffix}"] = h["test_accuracy"][-1]
+                kept = h["epoch"].index(kept_epoch) if kept_state is not None else -1  # best on validation, or last
+                if kept_state is not None:
+                    model.load_state_dict(kept_state)
+                metrics[f"test_accuracy{suffix}"] = h["test_accuracy"][kept]
+                metrics[f"selected_epoch{suffix}"] = h["epoch"][kept]
+                if len(X_val):
+                    metrics[f"validation_accuracy{suffix}"] = h["validation_accuracy"][kept]
                 metrics[f"time_per_epoch{suffix}"] = sum(h["seconds"]) / len(h["seconds"])
                 if variant == self.bn:
-                    metrics["train_accuracy"] = h["train_accuracy"][-1]
-                    metrics["loss"] = h["loss"][-1]
+                    metrics["train_accuracy"] = h["train_accuracy"][kept]
+                    metrics["loss"] = h["loss"][kept]
             if stop.is_set():
                 break
         model = models[self.bn]

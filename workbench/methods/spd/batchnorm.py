@@ -45,11 +45,12 @@ import math
 import torch
 from torch import nn
 
+from workbench.kernels import spd_sqrt  # X^½, X^{−½}: Newton–Schulz on CUDA, eigh elsewhere
 from workbench.methods.spd.geometry import (aim_distance, aim_geodesic, aim_mean, bw_distance, bw_exp,
                                             bw_exp_identity, bw_geodesic, bw_log, bw_log_identity, bw_mean,
                                             bw_transport_from_identity, bw_transport_to_identity, eye_like)
 from workbench.methods.spd.layers import check_spd, spd_parameter
-from workbench.methods.spd.matfun import expm, logm, powm, powm_learnable, sqrtm, sqrtm_invsqrtm, sym
+from workbench.methods.spd.matfun import expm, logm, powm, powm_learnable, sqrtm, sym
 
 METRICS = ("gbw", "bw", "aim", "lem")
 DISPERSIONS = ("mean", "identity")
@@ -64,7 +65,7 @@ def out_of_domain_fraction(X: torch.Tensor, theta: float = 1.0, M: torch.Tensor 
     with torch.no_grad():
         X_t = X if theta == 1 else powm(X, theta)
         if M is not None:
-            _, M_ihalf = sqrtm_invsqrtm(M)
+            _, M_ihalf = spd_sqrt.sqrt_and_invsqrt(M)
             X_t = sym(M_ihalf @ X_t @ M_ihalf)
         mu = bw_mean(X_t, n_iter=n_iter, tol=1e-12)
         V = bw_transport_to_identity(mu, bw_log(mu, X_t))  # (N, n, n)
@@ -144,7 +145,7 @@ class SPDBatchNorm(nn.Module):
         """(M^½, M^{−½}) for gbw, else (None, None)."""
         if self.metric != "gbw":
             return None, None
-        return sqrtm_invsqrtm(self.metric_matrix.to(like))
+        return spd_sqrt.sqrt_and_invsqrt(self.metric_matrix.to(like))
 
     @staticmethod
     def _phi(X, M_ihalf):
@@ -188,7 +189,7 @@ class SPDBatchNorm(nn.Module):
             with torch.no_grad():  # batch statistics carry no gradient (as the official code)
                 running_t = self._phi(self._power(self.running_mean.to(X), theta_f),
                                       None if M_ihalf is None else M_ihalf.detach())  # in φ_M(·^θ) coordinates
-                mu = bw_mean(X_t.detach(), n_iter=self.n_iter, tol=0.0)  # (n, n)
+                mu = bw_mean(X_t.detach(), n_iter=self.n_iter, tol=0.0, anderson=0)  # (n, n), plain iterations
                 centre = mu if self.dispersion == "mean" else eye_like(mu)
                 var = bw_distance(X_t.detach(), centre, squared=True).mean() / theta_f**2  # scalar
                 updated = bw_geodesic(running_t, mu, self.momentum)
@@ -220,7 +221,7 @@ class SPDBatchNorm(nn.Module):
                 self._stat_update(self._power(aim_geodesic(running_t, mu, self.momentum), 1 / theta_f), var)
             else:
                 mu, var = running_t, self.running_var.to(X)
-            _, mu_ihalf = sqrtm_invsqrtm(mu)
+            _, mu_ihalf = spd_sqrt.sqrt_and_invsqrt(mu)
         Z = sym(mu_ihalf @ X_t @ mu_ihalf)  # (B, n, n) centred at I
         if self.scale:  # Exp_I(k Log_I Z) = Z^k under AIM (LieBN)
             Z = expm(self.shift / torch.sqrt(var + self.eps) * logm(Z))

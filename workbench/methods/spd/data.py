@@ -2,7 +2,8 @@
 controlled condition number.
 
 Digits (``sklearn.datasets.load_digits``: 1797 8×8 images, 10 balanced classes, shipped in the wheel, offline),
-50/50 stratified split with seed 0 (method note §6):
+50/50 stratified split with seed 0 (method note §6), and optionally a validation split carved from the training half
+(stratified, its own seed) for model selection that never looks at the test half:
 
 - ``digits_region``: region covariance (Tuzel, Porikli, Meer, ECCV 2006) of the image scaled to [0, 1].
   Per pixel the features
@@ -23,11 +24,13 @@ DATASETS = ("digits_region", "digits_illcond")
 
 @dataclass
 class SPDDataset:
-    """Train/test SPD matrices (N, n, n) with integer labels (N,)."""
+    """Train/validation/test SPD matrices (N, n, n) with integer labels (N,); the validation split may be empty."""
 
     name: str
     X_train: torch.Tensor
     y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
     X_test: torch.Tensor
     y_test: torch.Tensor
 
@@ -60,20 +63,30 @@ def row_grams(images: np.ndarray) -> np.ndarray:
     return images @ images.transpose(0, 2, 1) / W + 1e-5 * np.eye(images.shape[1])
 
 
-def load_digits_spd(name: str = "digits_illcond", dtype: torch.dtype = torch.float64, seed: int = 0) -> SPDDataset:
-    """One of :data:`DATASETS` as torch tensors; 50/50 stratified split (``seed`` 0 is the note's split)."""
+def load_digits_spd(name: str = "digits_illcond", dtype: torch.dtype = torch.float64, seed: int = 0,
+                    validation: float = 0.0, validation_seed: int = 0) -> SPDDataset:
+    """One of :data:`DATASETS` as torch tensors; 50/50 stratified train/test split (``seed`` 0 is the note's split),
+    then a fraction ``validation`` in [0, 1) of the training half held out, stratified, with ``validation_seed``."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     if name not in DATASETS:
         raise ValueError(f"dataset {name!r} is not known; expected one of {', '.join(map(repr, DATASETS))}")
+    if not 0 <= validation < 1:
+        raise ValueError(f"load_digits_spd: validation = {validation!r} is not allowed; expected a fraction in [0, 1)")
     digits = load_digits()
     images, labels = digits.images.astype(np.float64), digits.target
     images = images / 16.0  # pixels in [0, 1]
     X = region_covariances(images) if name == "digits_region" else row_grams(images)
     X_tr, X_te, y_tr, y_te = train_test_split(X, labels, test_size=0.5, stratify=labels, random_state=seed)
+    if validation > 0:
+        X_tr, X_va, y_tr, y_va = train_test_split(X_tr, y_tr, test_size=validation, stratify=y_tr,
+                                                  random_state=validation_seed)
+    else:
+        X_va, y_va = X_tr[:0], y_tr[:0]
     t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    return SPDDataset(name, t(X_tr), torch.as_tensor(y_tr), t(X_te), torch.as_tensor(y_te))
+    return SPDDataset(name, t(X_tr), torch.as_tensor(y_tr), t(X_va), torch.as_tensor(y_va), t(X_te),
+                      torch.as_tensor(y_te))
 
 
 def condition_numbers(X: torch.Tensor) -> torch.Tensor:

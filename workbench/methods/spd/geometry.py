@@ -25,8 +25,9 @@ not autograd through ``eigh`` (whose eigenvector gradients blow up as 1/(λ_i �
 
 **Fréchet mean**: the unique fixed point of G = Σ_i w_i (G^½ X_i G^½)^½ (Agueh & Carlier 2011), reached by the
 Álvarez-Esteban et al. (2016) iteration G ← G^{−½} (Σ_i w_i (G^½ X_i G^½)^½)² G^{−½} from the arithmetic mean
-(identical to pyriemann's step G ← Exp_G(Σ w_i Log_G X_i)). The official code runs exactly one iteration; here
-the iteration count is a parameter and the convergence is reported (:class:`MeanInfo`).
+(identical to pyriemann's step G ← Exp_G(Σ w_i Log_G X_i)), run in Cholesky form (no G^{±½}) and, for a converged
+mean, Anderson-accelerated (:func:`bw_mean`). The official code runs exactly one iteration; here the iteration count
+is a parameter and the convergence is reported (:class:`MeanInfo`).
 
 **GBW** (Han, Mishra, Jawanpuria, Gao 2021, arXiv 2110.10464) with SPD M (M = I is BW):
 
@@ -44,8 +45,9 @@ from dataclasses import dataclass
 
 import torch
 
+from workbench.kernels import spd_sqrt  # X^½, X^{−½}: Newton–Schulz on CUDA, eigh elsewhere
 from workbench.methods.spd.matfun import _floor as _positive_floor
-from workbench.methods.spd.matfun import (divided_differences, expm, logm, powm, sqrtm, sqrtm_invsqrtm, sum_to_shape,
+from workbench.methods.spd.matfun import (divided_differences, expm, logm, powm, sqrtm, sum_to_shape,
                                           sym, lyap, trace_sqrtm)
 
 
@@ -69,15 +71,16 @@ def _as_time(t, like: torch.Tensor) -> torch.Tensor:
 def bw_distance(A: torch.Tensor, B: torch.Tensor, squared: bool = False) -> torch.Tensor:
     """d_BW(A, B) = (tr A + tr B − 2 tr (A^½ B A^½)^½)^½ (``squared=True``: d²). (..., n, n) × 2 -> (...,).
 
-    Without autograd, A^½ B A^½ is replaced by the similar matrix Lᵀ B L (A = L Lᵀ, Cholesky), which has the same
-    eigenvalues: one Cholesky and one eigenvalues-only decomposition instead of two full ones (falls back to the
-    eigen route where the Cholesky factorisation fails). With autograd the route is A^½ (Daleckii–Krein backward)."""
+    Without autograd, A^½ B A^½ is replaced by the similar matrix Lᵀ B L (A = L Lᵀ, Cholesky; A^½ = L Q with Q
+    orthogonal), which has the same eigenvalues: one Cholesky of A's own batch (not of its broadcast), two matrix
+    products and one eigenvalues-only decomposition, instead of two full ones (falls back to the eigen route where the
+    Cholesky factorisation fails). Both LAPACK calls read one triangle, so nothing is symmetrised. With autograd the
+    route is A^½ (Daleckii–Krein backward)."""
     if not (torch.is_grad_enabled() and (A.requires_grad or B.requires_grad)):
-        A_b, B_b = torch.broadcast_tensors(A, B)
-        L, info = torch.linalg.cholesky_ex(sym(A_b))  # (..., n, n)
+        L, info = torch.linalg.cholesky_ex(A)  # (..., n, n) over A's batch only
         if not bool((info != 0).any()):
-            cross = torch.linalg.eigvalsh(sym(L.mT @ B_b @ L)).clamp_min(0).sqrt().sum(-1)  # tr (A^½ B A^½)^½
-            d2 = (_trace(A_b) + _trace(B_b) - 2 * cross).clamp_min(0)
+            cross = torch.linalg.eigvalsh(L.mT @ B @ L).clamp_min(0).sqrt().sum(-1)  # tr (A^½ B A^½)^½, broadcast
+            d2 = (_trace(A) + _trace(B) - 2 * cross).clamp_min(0)
             return d2 if squared else d2.sqrt()
     A_half = sqrtm(A)  # (..., n, n)
     d2 = (_trace(A) + _trace(B) - 2 * trace_sqrtm(sym(A_half @ B @ A_half))).clamp_min(0)  # (...,)
@@ -86,7 +89,7 @@ def bw_distance(A: torch.Tensor, B: torch.Tensor, squared: bool = False) -> torc
 
 def transport_map(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """T = A^{−½} (A^½ B A^½)^½ A^{−½}, the Monge map N(0, A) → N(0, B): T A T = B. (..., n, n) -> (..., n, n)."""
-    A_half, A_ihalf = sqrtm_invsqrtm(A)
+    A_half, A_ihalf = spd_sqrt.sqrt_and_invsqrt(A)
     return sym(A_ihalf @ sqrtm(sym(A_half @ B @ A_half)) @ A_ihalf)
 
 
@@ -205,30 +208,65 @@ def _weights(X: torch.Tensor, weights) -> torch.Tensor:
 
 
 def bw_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12, init: torch.Tensor | None = None,
-            return_info: bool = False):
-    """The weighted BW barycentre of X (..., N, n, n) -> (..., n, n), by the fixed-point iteration
+            return_info: bool = False, anderson: int = 2):
+    """The weighted BW barycentre of X (..., N, n, n) -> (..., n, n): the fixed point of the Álvarez-Esteban et al.
+    (2016) map
 
-        G ← G^{−½} (Σ_i w_i (G^½ X_i G^½)^½)² G^{−½}
+        Φ(G) = G^{−½} (Σ_i w_i (G^½ X_i G^½)^½)² G^{−½} = (R L^{−1})ᵀ (R L^{−1}),   R = Σ_i w_i (Lᵀ X_i L)^½,
 
-    from ``init`` (default: the weighted arithmetic mean). Runs at most ``n_iter`` iterations and stops when the
-    relative Frobenius change falls below ``tol`` (``tol=0``: exactly ``n_iter``, as a layer wants). With
-    ``return_info=True`` returns (G, :class:`MeanInfo`). Differentiable when autograd is on."""
+    evaluated in its Cholesky form G = L Lᵀ (G^½ = L Q with Q orthogonal, so (G^½ X G^½)^½ = Qᵀ (Lᵀ X L)^½ Q and the
+    Q cancel): one Cholesky, one batched eigendecomposition and one triangular solve per iteration, no G^{±½}.
+
+    From ``init`` (default: the weighted arithmetic mean), at most ``n_iter`` iterations, stopping when the relative
+    Frobenius change falls below ``tol`` (``tol=0``: exactly ``n_iter``, as a layer wants). With ``anderson`` = m > 0
+    and no autograd, the iterates are Anderson-accelerated (Anderson 1965; Walker & Ni 2011, "type II"):
+
+        G_{k+1} = Φ(G_k) − Σ_j γ_j ΔΦ_j,   γ = argmin_γ ‖f_k − Σ_j γ_j Δf_j‖,   f = Φ(G) − G,
+
+    over the last m differences ΔΦ_j, Δf_j; a mixed iterate that is not SPD is replaced by Φ(G_k) and the history
+    restarts. This about halves the iterations to a relative error of 1e-8 (5 instead of 9 for N = 1024 random 16×16
+    with κ = 100; 12 instead of 20 on the 898 ill-conditioned digits matrices). ``anderson=0`` runs the plain map
+    (the method note's error-per-iteration table); with autograd the map is always plain and differentiable
+    (Daleckii–Krein backward through each (Lᵀ X_i L)^½). With ``return_info=True`` returns (G, :class:`MeanInfo`)."""
     w = _weights(X, weights)  # (..., N, 1, 1)
 
     def step(G: torch.Tensor) -> torch.Tensor:
-        G_half, G_ihalf = sqrtm_invsqrtm(G)  # (..., n, n)
-        S = (w * sqrtm(sym(G_half.unsqueeze(-3) @ X @ G_half.unsqueeze(-3)))).sum(-3)  # (..., n, n)
-        return sym(G_ihalf @ S @ S @ G_ihalf)
+        L = torch.linalg.cholesky(G).unsqueeze(-3)  # (..., 1, n, n)
+        R = (w * sqrtm(L.mT @ X @ L)).sum(-3)  # (..., n, n)
+        W = torch.linalg.solve_triangular(L.squeeze(-3), R, upper=False, left=False)  # W L = R
+        return sym(W.mT @ W)
 
-    return _fixed_point(step, (w * X).sum(-3) if init is None else init.to(X), n_iter, tol, return_info)
+    G0 = (w * X).sum(-3) if init is None else init.to(X)
+    depth = 0 if torch.is_grad_enabled() and X.requires_grad else anderson
+    return _fixed_point(step, G0, n_iter, tol, return_info, depth)
 
 
-def _fixed_point(step, G: torch.Tensor, n_iter: int, tol: float, return_info: bool):
+def _anderson_mix(images: list[torch.Tensor], residuals: list[torch.Tensor]) -> torch.Tensor:
+    """Type-II Anderson extrapolation Φ_k − ΔΦ γ, γ = argmin ‖f_k − ΔF γ‖ (least squares by the pseudo-inverse, so
+    a rank-deficient history is harmless), from the recent images Φ_j and residuals f_j, each (..., n, n)."""
+    g = torch.stack(images, -1).flatten(-3, -2)  # (..., n², k)
+    f = torch.stack(residuals, -1).flatten(-3, -2)  # (..., n², k)
+    gamma = torch.linalg.pinv(f.diff(dim=-1)) @ f[..., -1:]  # (..., k − 1, 1)
+    mixed = (g[..., -1:] - g.diff(dim=-1) @ gamma).squeeze(-1)  # (..., n²)
+    return sym(mixed.unflatten(-1, images[0].shape[-2:]))
+
+
+def _fixed_point(step, G: torch.Tensor, n_iter: int, tol: float, return_info: bool, anderson: int = 0):
     """G ← step(G) at most ``n_iter`` times, stopping once the relative Frobenius change (the largest over the
-    batch) falls below ``tol``; returns G, or (G, :class:`MeanInfo`) with ``return_info``."""
+    batch) falls below ``tol``; with ``anderson`` = m > 0 each new iterate is the Anderson mixture of the last m + 1
+    (:func:`_anderson_mix`) when that is SPD. Returns G, or (G, :class:`MeanInfo`) with ``return_info``."""
     change, k = float("inf"), 0
+    images, residuals = [], []
     for k in range(1, n_iter + 1):
         G_new = step(G)
+        if anderson:
+            images, residuals = images[-anderson:] + [G_new], residuals[-anderson:] + [G_new - G]
+            if len(images) > 1:
+                mixed = _anderson_mix(images, residuals)
+                if bool((torch.linalg.cholesky_ex(mixed).info == 0).all()):
+                    G_new = mixed
+                else:
+                    images, residuals = images[-1:], residuals[-1:]
         change = float(((G_new - G).norm(dim=(-2, -1)) / G_new.norm(dim=(-2, -1))).max().detach())
         G = G_new
         if change < tol:
@@ -241,7 +279,7 @@ def _fixed_point(step, G: torch.Tensor, n_iter: int, tol: float, return_info: bo
 
 def gbw_isometry(X: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     """φ_M(X) = M^{−½} X M^{−½}: (SPD, GBW_M) → (SPD, BW). Also maps tangent vectors."""
-    _, M_ihalf = sqrtm_invsqrtm(M)
+    _, M_ihalf = spd_sqrt.sqrt_and_invsqrt(M)
     return sym(M_ihalf @ X @ M_ihalf)
 
 
@@ -290,25 +328,25 @@ def theta_gbw_distance(A: torch.Tensor, B: torch.Tensor, M: torch.Tensor | None 
 
 def aim_distance(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """d_AIM(A, B) = ‖log(A^{−½} B A^{−½})‖_F; (..., n, n) × 2 -> (...,)."""
-    _, A_ihalf = sqrtm_invsqrtm(A)
+    _, A_ihalf = spd_sqrt.sqrt_and_invsqrt(A)
     return logm(sym(A_ihalf @ B @ A_ihalf)).norm(dim=(-2, -1))
 
 
 def aim_log(P: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """Log^AIM_P(X) = P^½ log(P^{−½} X P^{−½}) P^½."""
-    P_half, P_ihalf = sqrtm_invsqrtm(P)
+    P_half, P_ihalf = spd_sqrt.sqrt_and_invsqrt(P)
     return sym(P_half @ logm(sym(P_ihalf @ X @ P_ihalf)) @ P_half)
 
 
 def aim_exp(P: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     """Exp^AIM_P(V) = P^½ exp(P^{−½} V P^{−½}) P^½."""
-    P_half, P_ihalf = sqrtm_invsqrtm(P)
+    P_half, P_ihalf = spd_sqrt.sqrt_and_invsqrt(P)
     return sym(P_half @ expm(sym(P_ihalf @ V @ P_ihalf)) @ P_half)
 
 
 def aim_geodesic(A: torch.Tensor, B: torch.Tensor, t) -> torch.Tensor:
     """γ(t) = A^½ (A^{−½} B A^{−½})^t A^½ (t a number)."""
-    A_half, A_ihalf = sqrtm_invsqrtm(A)
+    A_half, A_ihalf = spd_sqrt.sqrt_and_invsqrt(A)
     return sym(A_half @ expm(float(t) * logm(sym(A_ihalf @ B @ A_ihalf))) @ A_half)
 
 
@@ -325,7 +363,7 @@ def aim_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12
 
     def step(G: torch.Tensor) -> torch.Tensor:
         nonlocal nu, tau
-        G_half, G_ihalf = sqrtm_invsqrtm(G)
+        G_half, G_ihalf = spd_sqrt.sqrt_and_invsqrt(G)
         J = (w * logm(sym(G_ihalf.unsqueeze(-3) @ X @ G_ihalf.unsqueeze(-3)))).sum(-3)  # (..., n, n)
         G_new = sym(G_half @ expm(nu * J) @ G_half)
         if adaptive:
@@ -341,7 +379,7 @@ def aim_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12
 
 def aim_centre(X: torch.Tensor, G: torch.Tensor, B: torch.Tensor | None = None) -> torch.Tensor:
     """Brooks et al. (2019) centring and biasing: B^½ G^{−½} X G^{−½} B^½ (B = None: I)."""
-    _, G_ihalf = sqrtm_invsqrtm(G)
+    _, G_ihalf = spd_sqrt.sqrt_and_invsqrt(G)
     Y = sym(G_ihalf @ X @ G_ihalf)
     if B is None:
         return Y
