@@ -1,10 +1,10 @@
 """Sweeps: points, validation, a failure isolated, resume, the local pool and a real Dask cluster, Ctrl-C,
-the store's migration and the comparison report. A stand-in lightsb notebook (WORKBENCH_NOTEBOOKS) keeps
-each point at a kernel start: it reports score = 2·epsilon + seed and fails its check when epsilon ≥ 5."""
+the store's migration, the comparison report, and the kernels started ahead (one fresh kernel per point).
+A stand-in lightsb notebook (WORKBENCH_NOTEBOOKS) keeps each point at a kernel start: it reports
+score = 2·epsilon + seed and its kernel's pid, and fails its check when epsilon ≥ 5."""
 import math
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,16 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
+from support import free_port
 from test_runner_paths import write_notebook
 
 import workbench
 from workbench.compare import write_report
 from workbench.experiment import ConfigError
 from workbench.store import RunStore
-from workbench.sweeps import expand, parse_grid, parse_random
+from workbench.sweeps import SINGLE_THREAD, expand, parse_grid, parse_random, run_point
+from workbench.warm_kernels import WarmKernels
 
 STAND_IN = ("epsilon = 1.0\nseed = 0\nnap = 0.0  # notebook-only: seconds to sleep",
-            "import time, workbench\ntime.sleep(nap)\nworkbench.report(metrics={'score': 2 * epsilon + seed})\n"
+            "import os, time, workbench\ntime.sleep(nap)\n"
+            "workbench.report(metrics={'score': 2 * epsilon + seed, 'kernel_pid': os.getpid()})\n"
             "assert epsilon < 5, 'epsilon too large for this check'")
 GRID = {"epsilon": ["0.5", "1", "2", "10"]}  # the last point fails its check
 
@@ -43,6 +46,9 @@ def check_first_pass(store: RunStore, sweep_id: str, output_dir: Path) -> None:
         assert Path(run.notebook).exists() and Path(run.notebook).parent == output_dir / "sweeps" / sweep_id
     (failed,) = [run for run in runs if run.status == "failed"]
     assert failed.params["epsilon"] == 10 and "epsilon too large for this check" in failed.error
+    kernels = {run.metrics["kernel_pid"] for run in runs}
+    assert len(kernels) == 4 and os.getpid() not in kernels  # a kernel of its own per point, never the driver
+    assert not any(Path(f"/proc/{pid}").exists() for pid in kernels)  # each killed after its point
 
 
 def test_points_of_a_grid_and_of_a_random_search(notebooks):
@@ -78,12 +84,6 @@ def test_local_pool_isolates_a_failure_resumes_and_reports(notebooks, tmp_path):
     for run in store.list(sweep_id=sweep_id):
         assert f"<td>{run.id}</td>" in report
     assert "plotly" in report and "<script src=" not in report  # Plotly's JavaScript inlined: opens offline
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -154,6 +154,45 @@ def test_via_experiment_and_a_timeout(notebooks, tmp_path):
     assert run.status == "failed" and run.error == "timed out after 8 s" and run.duration_s < 30
 
 
+PROBE = ("nap = 0.0\ncrash = False",
+         "import os, sys, time, workbench\n"
+         "workbench.report(metrics={'kernel_pid': os.getpid(), 'warm': float('torch._dynamo' in sys.modules),\n"
+         "                          'torch_bound': float('torch' in globals())})\n"
+         "time.sleep(nap)\n"
+         "if crash:\n    print('the kernel goes down', file=sys.__stderr__, flush=True)\n    os._exit(3)")
+
+
+def test_each_point_gets_a_fresh_kernel_started_ahead_and_a_timeout_or_a_crash_ends_only_its_own(tmp_path):
+    write_notebook(tmp_path / "probe.ipynb", *PROBE)
+    probe = (tmp_path / "probe.ipynb").read_text()
+
+    def point(later, timeout=120, **params):
+        return {"name": "lightsb", "via": "notebook", "params": params, "notebook": probe, "timeout": timeout,
+                "later": later}
+
+    kernels = WarmKernels(ahead=1, env={**os.environ, **SINGLE_THREAD})
+    try:
+        kernels.start("lightsb", 1)
+        (first,) = kernels.unused
+        done = run_point(point(later=2), kernels)
+        assert done["status"] == "finished", done["error"]
+        assert done["metrics"] == {"kernel_pid": first.process.pid, "warm": 1, "torch_bound": 0}  # warm, names unbound
+        (second,) = kernels.unused  # started for the next point while this one ran
+        assert second is not first and not first.alive() and not first.folder.exists()
+
+        slow = run_point(point(later=1, timeout=5, nap=60.0), kernels)
+        assert slow["status"] == "failed" and slow["error"] == "timed out after 5 s" and slow["seconds"] < 30
+        (third,) = kernels.unused
+        assert not second.alive() and third.alive()  # the timeout killed its own kernel, not the next one
+
+        crashed = run_point(point(later=0, crash=True), kernels)
+        assert crashed["status"] == "failed" and "DeadKernelError" in crashed["error"]
+        assert "the kernel goes down" in crashed["error"]  # the kernel's last output
+        assert kernels.unused == [] and not third.alive()  # no point left: nothing started ahead
+    finally:
+        kernels.close()
+
+
 def test_ctrl_c_leaves_no_run_running(notebooks, tmp_path):
     db = tmp_path / "runs.db"
     env = {**os.environ, "WORKBENCH_DB": str(db), "OMP_NUM_THREADS": "1"}
@@ -170,7 +209,7 @@ def test_ctrl_c_leaves_no_run_running(notebooks, tmp_path):
     statuses = [run.status for run in RunStore(db).list()]
     assert statuses == ["stopped"] * 3  # two in flight, one queued: none left running
     leftovers = subprocess.run(["pgrep", "-f", "workbench-point"], capture_output=True, text=True).stdout
-    assert leftovers == ""
+    assert leftovers == ""  # no kernel left, neither running a point nor started ahead
 
 
 OLD_SCHEMA = """

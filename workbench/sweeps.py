@@ -4,14 +4,17 @@
 
 Every point is validated against the experiment's parameter spec (and, for notebooks, the
 notebook's own ``parameters`` cell) before anything runs: one bad value refuses the whole sweep
-with a ConfigError. Each point then runs in a process of its own, ``python -m workbench.sweeps``,
-with ``OMP_NUM_THREADS=1``: the method's notebook through papermill (``via="notebook"``) or the
-experiment itself (``via="experiment"``). The process is killed, with its kernel, when it runs past
-``timeout`` seconds; a dead kernel, a failing check or a timeout records that point as failed and
-never stops the others.
+with a ConfigError. Each point then runs apart, with ``OMP_NUM_THREADS=1``: the method's notebook
+through papermill on a Jupyter kernel of its own (``via="notebook"``), or the experiment itself in a
+process of its own, ``python -m workbench.sweeps`` (``via="experiment"``). Kernels are started ahead
+(:mod:`workbench.warm_kernels`: the next point's kernel imports torch and the experiment while the
+current point runs), used for one point and killed after it. A point is killed (its kernel's or its
+process's whole group) when it runs past ``timeout`` seconds; a dead kernel, a failing check or a
+timeout records that point as failed and never stops the others.
 
 Executors: ``local`` keeps ``workers`` points in flight on this machine; ``dask`` submits them to a
-Dask cluster (``scheduler="tcp://host:port"``, or a ``LocalCluster`` when None). Workers never touch
+Dask cluster (``scheduler="tcp://host:port"``, or a ``LocalCluster`` when None), where each worker
+process starts its own kernels ahead (one per thread; one left over serves the next sweep). Workers never touch
 the run store or the driver's disk: a job carries the notebook's text, and the worker returns the
 metrics, curves and the executed notebook's text. Only the driver writes: the store (every run with
 the sweep's id) and ``<output_dir>/sweeps/<sweep id>/`` (the executed notebooks).
@@ -22,9 +25,11 @@ id). Ctrl-C kills the points in flight, records them as stopped and re-raises Ke
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import signal
@@ -35,7 +40,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import param
@@ -43,6 +48,9 @@ import param
 from workbench.experiment import ConfigError, configure, get
 from workbench.runner import _as_store, configure_notebook, notebook_defaults, notebook_parameters, notebook_path
 from workbench.store import RunStore
+
+if TYPE_CHECKING:
+    from workbench.warm_kernels import Kernel, WarmKernels
 
 VIAS = ("notebook", "experiment")
 EXECUTORS = ("local", "dask")
@@ -121,27 +129,90 @@ def sweep_id_of(name: str, via: str, points: list[dict]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-# --- one point, in a process of its own ----------------------------------------------------------------
+# --- one point, on a kernel or in a process of its own ---------------------------------------------------
 
-def run_point(job: dict[str, Any]) -> dict[str, Any]:
-    """Run one point (``job``: name, via, params, notebook text, timeout) in a fresh process on this machine
-    and return its outcome: status, metrics, curves, params, error, seconds, notebook (text or None).
-    Runs on the driver's worker threads or on a Dask worker; uses only this machine's temporary disk."""
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def run_point(job: dict[str, Any], kernels: WarmKernels) -> dict[str, Any]:
+    """Run one point (``job``: name, via, params, notebook text, timeout, later) on this machine and return its
+    outcome: status, metrics, curves, params, error, seconds, notebook (text or None). A notebook runs through
+    papermill, from this thread, on a kernel of its own taken from ``kernels``; an experiment runs in a process
+    of its own. Runs on the driver's threads or on a Dask worker's; uses only this machine's temporary disk."""
     start = time.perf_counter()
+    if job["via"] == "notebook":
+        outcome = _run_notebook(job, kernels)
+    else:
+        outcome = _run_experiment(job)
+    outcome["seconds"] = time.perf_counter() - start
+    outcome["metrics"] = {k: v if v is not None and math.isfinite(v) else None for k, v in outcome["metrics"].items()}
+    return outcome
+
+
+def _failed(error: str) -> dict[str, Any]:
+    return {"status": "failed", "error": error[-4000:], "metrics": {}, "curves": {}, "notebook": None}
+
+
+def _run_notebook(job: dict[str, Any], kernels: WarmKernels) -> dict[str, Any]:
+    """The notebook on a fresh kernel, killed at the timeout and closed after the point."""
+    try:
+        kernel = kernels.take(job["name"], job["later"])
+    except Exception as error:  # no kernel would start here, or the sweep is stopping
+        return _failed(f"no kernel for this point: {type(error).__name__}: {error}")
+    timed_out = threading.Event()
+    timer = threading.Timer(job["timeout"], lambda: (timed_out.set(), kernel.kill()))
+    timer.start()
+    try:
+        outcome = _execute_notebook(job, kernel)
+    finally:
+        timer.cancel()
+        kernels.release(kernel)
+    return _failed(f"timed out after {job['timeout']:g} s") if timed_out.is_set() else outcome
+
+
+def _execute_notebook(job: dict[str, Any], kernel: Kernel) -> dict[str, Any]:
+    """Papermill on ``kernel``: a failing check keeps the metrics reported before it; a dead kernel's error
+    ends with the kernel's last output."""
+    import papermill
+
+    from workbench.reporting import read_reports
+
+    source, output = kernel.folder / "source.ipynb", kernel.folder / "executed.ipynb"
+    source.write_text(job["notebook"])
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=job["params"], km=kernel.km,
+                                   kernel_name="python3", start_timeout=job["timeout"],
+                                   request_save_on_cell_execute=False, progress_bar=False, log_output=False)
+    except Exception as error:
+        outcome = _failed(f"{type(error).__name__}: {error}")
+        if not kernel.alive():
+            outcome["error"] += f"\nthe kernel's last output:\n{kernel.log_tail()}"
+    else:
+        outcome = {"status": "finished", "error": None}
+    if output.exists():
+        report = read_reports(output)
+        outcome.update(metrics=report["metrics"], curves=report["curves"], params=report.get("params"),
+                       notebook=output.read_text())
+        if outcome["status"] == "finished":
+            outcome["status"] = report.get("status", "finished")
+    return outcome
+
+
+def _run_experiment(job: dict[str, Any]) -> dict[str, Any]:
+    """The experiment in a fresh process (``python -m workbench.sweeps``), killed at the timeout."""
     with tempfile.TemporaryDirectory(prefix="workbench-point-") as folder:
         job_file, result_file = Path(folder) / "job.json", Path(folder) / "result.json"
         job_file.write_text(json.dumps(job))
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         process = subprocess.Popen([sys.executable, "-m", "workbench.sweeps", str(job_file), str(result_file)],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   text=True, env=env, start_new_session=True)  # its own group: killed with its kernel
+                                   text=True, env={**os.environ, **SINGLE_THREAD},
+                                   start_new_session=True)  # its own group: killed with what it started
         _LIVE.add(process)
         try:
             _, stderr = process.communicate(timeout=job["timeout"])
         except subprocess.TimeoutExpired:
             _kill(process)
-            return {"status": "failed", "error": f"timed out after {job['timeout']:g} s", "metrics": {}, "curves": {},
-                    "seconds": time.perf_counter() - start, "notebook": None}
+            return _failed(f"timed out after {job['timeout']:g} s")
         except BaseException:
             _kill(process)
             raise
@@ -149,12 +220,10 @@ def run_point(job: dict[str, Any]) -> dict[str, Any]:
             _LIVE.discard(process)
         if result_file.exists():
             return json.loads(result_file.read_text())
-        return {"status": "failed", "error": f"the point's process ended with code {process.returncode}: "
-                f"{stderr.strip()[-2000:]}", "metrics": {}, "curves": {}, "seconds": time.perf_counter() - start,
-                "notebook": None}
+        return _failed(f"the point's process ended with code {process.returncode}: {stderr.strip()[-2000:]}")
 
 
-_LIVE: set[subprocess.Popen] = set()  # the point processes this process has running
+_LIVE: set[subprocess.Popen] = set()  # the experiment processes this process has running
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -165,48 +234,17 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _execute_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Inside the point's process: run the notebook or the experiment, never raising."""
-    start = time.perf_counter()
-    outcome: dict[str, Any] = {"status": "failed", "metrics": {}, "curves": {}, "error": None, "notebook": None}
+def _execute_experiment(job: dict[str, Any]) -> dict[str, Any]:
+    """Inside the point's process: run the experiment with one torch thread, never raising."""
     try:
-        if job["via"] == "experiment":
-            import torch
+        import torch
 
-            torch.set_num_threads(1)
-            result = configure(job["name"], **job["params"]).execute()
-            outcome.update(status=result.status, metrics=result.metrics, curves=result.curves)
-        else:
-            outcome.update(_execute_notebook(job))
-    except Exception as error:  # a failing check, a dead kernel, a bad import: this point failed
-        outcome["error"] = f"{type(error).__name__}: {error}"[-4000:]
-    outcome["seconds"] = time.perf_counter() - start
-    outcome["metrics"] = {k: v if v is not None and math.isfinite(v) else None for k, v in outcome["metrics"].items()}
-    return outcome
-
-
-def _execute_notebook(job: dict[str, Any]) -> dict[str, Any]:
-    import papermill
-
-    from workbench.reporting import read_reports
-
-    with tempfile.TemporaryDirectory(prefix="workbench-notebook-") as folder:
-        source, output = Path(folder) / "source.ipynb", Path(folder) / "executed.ipynb"
-        source.write_text(job["notebook"])
-        try:
-            papermill.execute_notebook(str(source), str(output), parameters=job["params"], cwd=folder,
-                                       kernel_name="python3", progress_bar=False, log_output=False)
-        except Exception as error:  # a failing check: the metrics reported before it are kept
-            outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}"[-4000:], "notebook": None}
-        else:
-            outcome = {"status": "finished"}
-        if output.exists():
-            report = read_reports(output)
-            outcome.update(metrics=report["metrics"], curves=report["curves"], params=report.get("params"),
-                           notebook=output.read_text())
-            if outcome["status"] == "finished":
-                outcome["status"] = report.get("status", "finished")
-        return outcome
+        torch.set_num_threads(1)
+        result = configure(job["name"], **job["params"]).execute()
+    except Exception as error:  # a failing run, a bad import: this point failed
+        return _failed(f"{type(error).__name__}: {error}")
+    return {"status": result.status, "metrics": result.metrics, "curves": result.curves, "error": None,
+            "notebook": None}
 
 
 # --- the driver -----------------------------------------------------------------------------------------
@@ -253,8 +291,8 @@ def sweep(name: str | None = None, *, grid: dict[str, list] | None = None,
         on_start(sweep_id, len(points), len(points) - len(todo))
     notebook = notebook_path(name).read_text() if via == "notebook" else None
     folder = Path(output_dir).resolve() / "sweeps" / sweep_id
-    jobs = {i: {"name": name, "via": via, "params": point, "notebook": notebook, "timeout": timeout}
-            for i, point in todo}
+    jobs = {i: {"name": name, "via": via, "params": point, "notebook": notebook, "timeout": timeout,
+                "later": len(todo) - 1 - k} for k, (i, point) in enumerate(todo)}
     Executor = _DaskExecutor if executor == "dask" else _LocalExecutor
     with Executor(workers, scheduler) as pool:
         defaults = notebook_defaults(name) if via == "notebook" else configure(name).params_dict()
@@ -326,29 +364,41 @@ def _progress(progress, total: int, initial: int) -> Callable[[dict | None], Non
     return update
 
 
+_NO_OUTPUT = logging.NullHandler()
+
+
 class _LocalExecutor:
-    """``workers`` points in flight at once, each in its own process (threads here only wait on them)."""
+    """``workers`` points in flight at once, each on a kernel (or in a process) of its own, with a kernel
+    started ahead for each worker (threads here drive papermill or wait on the process)."""
 
     def __init__(self, workers: int, scheduler: str | None = None):
+        from workbench.warm_kernels import WarmKernels  # imports jupyter_client: only when a sweep runs
+
         if scheduler is not None:
             raise ConfigError("sweep: --scheduler needs --executor dask")
         self.workers = workers
         self.threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep")
+        self.kernels = WarmKernels(ahead=workers, env={**os.environ, **SINGLE_THREAD})
+        # papermill's log lines (a kernel that died, a cell that failed) belong to the points' outcomes; with no
+        # handler of the application's, Python would print them over the progress bar
+        logging.getLogger("papermill").addHandler(_NO_OUTPUT)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.threads.shutdown(wait=True, cancel_futures=True)
+        self.kernels.close()
 
     def submit(self, job: dict):
-        return self.threads.submit(run_point, job)
+        return self.threads.submit(run_point, job, self.kernels)
 
     def completed(self, futures: list):
         return wait(futures, return_when=FIRST_COMPLETED).done
 
     def cancel(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
+        self.kernels.close()
         for process in list(_LIVE):
             _kill(process)
 
@@ -376,7 +426,7 @@ class _DaskExecutor:
             self.cluster.close()
 
     def submit(self, job: dict):
-        future = self.client.submit(run_point, job, pure=False)
+        future = self.client.submit(_run_on_dask_worker, job, pure=False)
         self.submitted.append(future)
         return future
 
@@ -389,6 +439,25 @@ class _DaskExecutor:
         self.client.cancel(self.submitted)
 
 
-if __name__ == "__main__":  # one point: python -m workbench.sweeps JOB.json RESULT.json
+_worker_kernels: WarmKernels | None = None  # on a Dask worker: its process's kernels, made on its first point
+_worker_kernels_lock = threading.Lock()
+
+
+def _run_on_dask_worker(job: dict[str, Any]) -> dict[str, Any]:
+    """A point on a Dask worker, with the worker process's kernels: one started ahead per worker thread, kept for
+    the next points (of any sweep), closed when the worker exits."""
+    global _worker_kernels
+    with _worker_kernels_lock:
+        if _worker_kernels is None:
+            from distributed import get_worker
+
+            from workbench.warm_kernels import WarmKernels
+
+            _worker_kernels = WarmKernels(ahead=get_worker().state.nthreads, env={**os.environ, **SINGLE_THREAD})
+            atexit.register(_worker_kernels.close)
+    return run_point(job, _worker_kernels)
+
+
+if __name__ == "__main__":  # one experiment point: python -m workbench.sweeps JOB.json RESULT.json
     job_path, result_path = sys.argv[1:3]
-    Path(result_path).write_text(json.dumps(_execute_job(json.loads(Path(job_path).read_text()))))
+    Path(result_path).write_text(json.dumps(_execute_experiment(json.loads(Path(job_path).read_text()))))

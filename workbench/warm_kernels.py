@@ -1,0 +1,148 @@
+"""Jupyter kernels started ahead of the sweep points that use them: one fresh kernel per point.
+
+Starting a kernel takes seconds: a Python process, ipykernel, torch (and ``torch._dynamo``, which torch's
+optimizers import on their first step), workbench and the experiment's module. A sweep point must still get a
+kernel of its own, so that nothing passes from one point to the next. :class:`WarmKernels` starts each kernel
+before its point needs it: the kernel imports those modules while it starts up (ipykernel's ``exec_lines``, one
+statement that binds no name, so the notebook still starts from an empty namespace), in its own process, while
+earlier points run.
+
+Each kernel lives in a temporary folder of its own, ``workbench-point-*`` (its working directory, its connection
+file and IPC sockets, its output log), and in a session of its own, so :meth:`Kernel.kill` ends it with every
+process it started. A kernel whose parent process dies ends itself (ipykernel's parent poller).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from jupyter_client import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+
+def warm_up(name: str) -> None:
+    """Inside a starting kernel: import what every run of experiment ``name`` imports."""
+    importlib.import_module("torch._dynamo")  # imported by torch's optimizers on their first step
+    importlib.import_module("workbench").get(name)  # workbench, then the experiment's module
+
+
+class _PointKernelManager(AsyncKernelManager):
+    """A kernel manager that keeps the clients it makes, to stop them with the kernel: papermill leaves its
+    client running (its sockets, its heartbeat thread) when the kernel manager is not its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.clients = []
+
+    def client(self, **kwargs):
+        client = super().client(**kwargs)
+        self.clients.append(client)
+        return client
+
+
+class Kernel:
+    """One kernel, started (not necessarily ready) for experiment ``name``: ``km`` is its kernel manager
+    (an ``AsyncKernelManager``) for papermill: ``execute_notebook(..., km=kernel.km)``."""
+
+    def __init__(self, name: str, env: dict[str, str]):
+        self.name = name
+        self.folder = Path(tempfile.mkdtemp(prefix="workbench-point-"))
+        self.log = self.folder / "kernel.log"
+        self.km = _PointKernelManager(kernel_name="python3", transport="ipc", ip=str(self.folder / "ipc"),
+                                      connection_file=str(self.folder / "kernel.json"))
+        warm = f"__import__('workbench.warm_kernels', fromlist=['warm_up']).warm_up({name!r})"
+        try:
+            with open(self.log, "wb") as log:
+                run_sync(self.km.start_kernel)(cwd=str(self.folder), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               extra_arguments=[f"--IPKernelApp.exec_lines={json.dumps([warm])}"])
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+        self.process = self.km.provisioner.process  # the leader of the kernel's session
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """End the kernel and the processes it started, at once; safe from any thread."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        """Kill the kernel, wait for it, stop its clients and remove its folder."""
+        self.kill()
+        self.process.wait()
+        for client in self.km.clients:
+            client.stop_channels()
+        run_sync(self.km.cleanup_resources)()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of what the kernel printed outside the notebook (its stdout and stderr)."""
+        try:
+            return self.log.read_text(errors="replace")[-chars:].strip()
+        except FileNotFoundError:
+            return ""
+
+
+class WarmKernels:
+    """Kernels started ahead for the points to come, at most ``ahead`` unused at a time.
+
+    ``take(name, later)`` hands out a kernel for experiment ``name`` (started on the spot when none is) and
+    leaves ``min(ahead, later)`` started for the next points, ``later`` being how many points may still follow;
+    ``start(name, count)`` starts ``count`` before any is taken. A kernel is handed out once, and
+    ``release(kernel)`` closes it after its point. ``close()`` closes the unused kernels, kills
+    the ones handed out (their points fail at once) and refuses any further ``take``.
+    """
+
+    def __init__(self, ahead: int, env: dict[str, str] | None = None):
+        self.ahead = ahead
+        self.env = dict(os.environ if env is None else env)
+        self.unused: list[Kernel] = []
+        self.in_use: set[Kernel] = set()
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def start(self, name: str, count: int) -> None:
+        with self.lock:
+            self._top_up(name, count)
+
+    def take(self, name: str, later: int) -> Kernel:
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("the kernels are closed: the sweep is stopping")
+            self._top_up(name, 1 + min(self.ahead, later))
+            kernel = self.unused.pop(0)  # the oldest: the likeliest to be ready
+            self.in_use.add(kernel)
+        return kernel
+
+    def release(self, kernel: Kernel) -> None:
+        with self.lock:
+            self.in_use.discard(kernel)
+        kernel.close()
+
+    def _top_up(self, name: str, count: int) -> None:
+        """Close the unused kernels of other experiments and the dead ones; start ``name``'s up to ``count``."""
+        for kernel in [k for k in self.unused if k.name != name or not k.alive()]:
+            self.unused.remove(kernel)
+            kernel.close()
+        while len(self.unused) < count:
+            self.unused.append(Kernel(name, self.env))
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            for kernel in self.in_use:
+                kernel.kill()
+            for kernel in self.unused:
+                kernel.close()
+            self.unused.clear()
