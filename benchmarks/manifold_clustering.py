@@ -1,18 +1,20 @@
 """Manifold clustering: MLC against the classical baselines, every seed reported (issue 9's "Done when").
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/manifold_clustering.py            # digits + manifolds, 3 seeds
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/manifold_clustering.py --datasets manifolds --seeds 0 1
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/manifold_clustering.py            # digits, surfaces, curves; 3 seeds
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/manifold_clustering.py --datasets curves --seeds 0 1
 
 For each dataset and seed it runs the ``manifold_clustering`` experiment (one process, one torch thread on
 a CPU; CUDA when present) and prints one row per seed: MLC (spectral clustering on Γ), the same read-out on
-Γ₀ right after TCR pre-training, and every baseline on raw X, on Z_TCR and on Z_MLC (accuracy through the
-Hungarian matching; NMI for MLC). Then the median over seeds and the goals:
+Γ₀ right after TCR pre-training, every baseline on raw X, on Z_TCR and on Z_MLC (accuracy through the
+Hungarian matching; NMI for MLC), the per-cluster rank and Γ's mass on other classes (leak), Γ₀ → Γ. Then the
+median over seeds and the goals:
 
 - digits (all 1797 images; the note's setup: TCR 300 steps, MLC 100 steps, d = 32, ε² = 0.49, η = 0.1):
   median MLC accuracy ≥ 0.85 (the note measured k-means 0.79, spectral 0.81, an independent MLC 0.89 / 0.81);
-- synthetic curved manifolds (5 random 2-D surfaces in R^32, 100 points each, noise 0.05, η = 0.15,
-  MLC 25 steps): MLC ≥ 0.95; the same with 5 closed curves (``curves``), and with 50 MLC steps
-  (``manifolds_long``, not run by default);
+- synthetic curved manifolds, 5 random closed curves (``curves``) or 2-D surfaces (``surfaces``) in R^32, 100
+  points each, noise 0.05: MLC ≥ 0.95; ``curves_long`` (not run by default) trains 100 MLC steps instead of 25.
+  η = 0.1 and the jitter σ = 1.5 were chosen on seeds 3 to 7, never on the reported seeds 0, 1, 2 (the
+  earlier σ = 0.05, η = 0.15 gave 1.0 / 0.72 / 0.88 on the curves: MLC split them);
 - subspace clustering (SSC-OMP and EnSC) on Z_MLC against Z_TCR.
 """
 from __future__ import annotations
@@ -25,26 +27,25 @@ import torch
 
 import workbench
 
+SYNTHETIC = dict(dataset="manifolds", n_samples=500, n_clusters=5, ambient_dim=32, noise=0.05, eta=0.1,
+                 augment_noise=1.5, tcr_steps=200, mlc_steps=25)
 CONFIGS = {
     "digits": dict(dataset="digits", n_samples=1797, n_clusters=10, eta=0.1, tcr_steps=300, mlc_steps=100),
-    "manifolds": dict(dataset="manifolds", n_samples=500, n_clusters=5, ambient_dim=32, manifold_dim=2,
-                      noise=0.05, eta=0.15, tcr_steps=200, mlc_steps=25),
-    "curves": dict(dataset="manifolds", n_samples=500, n_clusters=5, ambient_dim=32, manifold_dim=1,
-                   noise=0.05, eta=0.15, tcr_steps=200, mlc_steps=25),
-    "manifolds_long": dict(dataset="manifolds", n_samples=500, n_clusters=5, ambient_dim=32, manifold_dim=2,
-                           noise=0.05, eta=0.15, tcr_steps=200, mlc_steps=50),
+    "surfaces": SYNTHETIC | dict(manifold_dim=2),
+    "curves": SYNTHETIC | dict(manifold_dim=1),
+    "curves_long": SYNTHETIC | dict(manifold_dim=1, mlc_steps=100),
 }
-GOALS = {"digits": 0.85, "manifolds": 0.95, "curves": 0.95, "manifolds_long": 0.95}
+GOALS = {"digits": 0.85, "surfaces": 0.95, "curves": 0.95, "curves_long": 0.95}
 NOTE = {"digits": "note: k-means .792, spectral .808, SSC-OMP .20, MLC .89 (seed 0) / .81 (seed 1)",
-        "manifolds": "note: no number for this data (5 random 2-D surfaces in R^32, one shared centre)",
+        "surfaces": "note: no number for this data (5 random 2-D surfaces in R^32, one shared centre)",
         "curves": "note: no number for this data (5 random closed curves in R^32, one shared centre)",
-        "manifolds_long": "the same surfaces with 50 MLC steps instead of 25"}
+        "curves_long": "the same curves with 100 MLC steps instead of 25"}
 BASELINES = ("kmeans", "spectral", "gmm", "agglomerative", "ssc", "ensc")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["digits", "manifolds", "curves"], choices=list(CONFIGS))
+    parser.add_argument("--datasets", nargs="+", default=["digits", "surfaces", "curves"], choices=list(CONFIGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("-p", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
@@ -59,7 +60,8 @@ def main() -> None:
         print(f"\n== {name}: {params}")
         print(NOTE[name])
         header = f"{'seed':>4} {'MLC':>6} {'NMI':>6} {'TCR Γ₀':>7} | " + " ".join(
-            f"{b + ' raw/tcr/mlc':>22}" for b in BASELINES) + f" | {'rank/cl tcr→mlc':>16} {'s':>5}"
+            f"{b + ' raw/tcr/mlc':>22}" for b in BASELINES)
+        header += f" | {'rank/cl tcr→mlc':>16} {'Γ leak tcr→mlc':>15} {'s':>5}"
         print(header)
         rows = []
         for seed in args.seeds:
@@ -70,6 +72,7 @@ def main() -> None:
                              .rjust(22) for b in BASELINES)
             print(f"{seed:>4} {m['accuracy']:>6.3f} {m['nmi']:>6.3f} {m['tcr_accuracy']:>7.3f} | {cells} | "
                   f"{m['tcr_rank_per_cluster']:>6.1f} → {m['mlc_rank_per_cluster']:>5.1f} "
+                  f"{m['tcr_gamma_leak']:>7.3f} → {m['gamma_leak']:>5.3f} "
                   f"{time.perf_counter() - start:>5.0f}", flush=True)
 
         def med(key: str) -> float:
@@ -78,7 +81,7 @@ def main() -> None:
         print(f"median MLC accuracy {med('accuracy'):.3f} (goal ≥ {GOALS[name]}: "
               f"{'met' if med('accuracy') >= GOALS[name] else 'NOT met'}); seeds: "
               + ", ".join(f"{r['accuracy']:.3f}" for r in rows))
-        print(f"median raw baselines: " + ", ".join(f"{b} {med(f'{b}_accuracy'):.3f}" for b in BASELINES))
+        print("median raw baselines: " + ", ".join(f"{b} {med(f'{b}_accuracy'):.3f}" for b in BASELINES))
         for b in ("ssc", "ensc"):
             better = sum(r[f"mlc_{b}_accuracy"] > r[f"tcr_{b}_accuracy"] for r in rows)
             print(f"{b} on Z_MLC vs Z_TCR: median {med(f'mlc_{b}_accuracy'):.3f} vs {med(f'tcr_{b}_accuracy'):.3f}; "

@@ -94,9 +94,9 @@ def test_short_run_has_the_metrics_events_and_payloads():
     assert result.status == "finished" and m["steps_done"] == 30
     for key in ("accuracy", "nmi", "kmeans_accuracy", "spectral_accuracy", "tcr_accuracy", "mlc_kmeans_accuracy",
                 "tcr_spectral_nmi", "R", "R_c", "delta_R", "delta_R_init", "mlc_rank_per_cluster", "mlc_rank_global",
-                "gamma_row_error", "gamma_col_error"):
+                "gamma_row_error", "gamma_col_error", "gamma_leak", "tcr_gamma_leak"):
         assert key in m and np.isfinite(m[key]), key
-    assert 0 <= m["accuracy"] <= 1 and m["gamma_row_error"] < 1e-5
+    assert 0 <= m["accuracy"] <= 1 and m["gamma_row_error"] < 1e-5 and 0 <= m["gamma_leak"] < 1
     assert m["R"] - m["R_c"] == pytest.approx(m["delta_R"], rel=1e-6)
     steps = [e.step for e in events]
     assert steps[:30] == list(range(1, 31))  # every 1 % of 30 steps: every step; then the final picture

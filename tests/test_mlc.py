@@ -217,6 +217,28 @@ def test_numerical_rank():
     assert ranks[0] <= 3 < ranks[1]
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spectral_labels_recover_weakly_linked_blocks_of_unequal_size(seed):
+    # blocks of 5, 20 and 60 samples with random positive weights inside, a faint uniform link across
+    rng = np.random.default_rng(seed)
+    sizes = [5, 20, 60]
+    y = np.repeat(np.arange(3), sizes)
+    A = np.where(y[:, None] == y[None, :], rng.uniform(0.5, 1.0, (85, 85)), 1e-3)
+    labels = mlc.spectral_labels(torch.as_tensor(A), 3, seed)
+    assert mlc.clustering_accuracy(y, labels) == 1.0
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_membership_leak_of_true_blocks_and_of_the_uniform_membership(k):
+    per = 6
+    y = np.repeat(np.arange(k), per)
+    blocks = torch.as_tensor((y[:, None] == y[None, :]) / per)
+    assert mlc.membership_leak(blocks, y) == 0.0
+    n = k * per
+    assert mlc.membership_leak(torch.full((n, n), 1 / n), y) == pytest.approx((k - 1) / k, abs=1e-12)
+    assert mlc.membership_leak(torch.eye(n), y) == 0.0  # blind to the permutation degeneracy: it measures mixing only
+
+
 # --- training pieces ---------------------------------------------------------------------------------------------
 
 def test_fit_runs_both_phases_and_increases_the_rate_reduction():

@@ -23,10 +23,11 @@ read-out on Γ₀ = P(|Z_TCR Z_TCRᵀ|) right after pre-training), ``mlc_z_accur
 P(|Z_MLC Z_MLCᵀ|), the learned features through the initial cluster head's eyes); the objective's terms
 ``R``, ``R_c``, ``delta_R`` (clean data, batch norm in eval mode), ``delta_R_tcr`` (the same right after
 the one-shot initialisation) and ``delta_R_init`` (the training objective at the first MLC step, on
-augmented views); Γ's ``gamma_row_error`` / ``gamma_col_error`` / ``gamma_diag``; numerical ranks (95 %
-energy) ``{tcr,mlc}_rank_global`` / ``{tcr,mlc}_rank_per_cluster`` (mean over ground-truth clusters); for
-each baseline b in ``baselines`` (k-means, spectral with a 10-NN graph, Gaussian mixture, Ward
-agglomerative, SSC-OMP, EnSC) ``b_accuracy`` / ``b_nmi`` on the raw data, ``tcr_b_accuracy`` /
+augmented views); Γ's ``gamma_row_error`` / ``gamma_col_error`` / ``gamma_diag``, and ``gamma_leak`` /
+``tcr_gamma_leak``, the mass of Γ / Γ₀ on other classes (:func:`workbench.methods.mlc.membership_leak`);
+numerical ranks (95 % energy) ``{tcr,mlc}_rank_global`` / ``{tcr,mlc}_rank_per_cluster`` (mean over
+ground-truth clusters); for each baseline b in ``baselines`` (k-means, spectral with a 10-NN graph, Gaussian
+mixture, Ward agglomerative, SSC-OMP, EnSC) ``b_accuracy`` / ``b_nmi`` on the raw data, ``tcr_b_accuracy`` /
 ``tcr_b_nmi`` on Z_TCR and ``mlc_b_accuracy`` / ``mlc_b_nmi`` on Z_MLC.
 Events come every 1 % of the steps (TCR and MLC steps together) with metrics ``{phase}_{term}`` and payload
 {Z, Gamma, y, phase, history, table} on up to 400 samples: the live picture draws the objective's terms, Γ,
@@ -44,6 +45,7 @@ import param
 import torch
 from torch.nn import functional as F
 
+from workbench.cadence import Cadence
 from workbench.experiment import ConfigError, Event, Experiment, Result, register
 from workbench.methods import mlc
 
@@ -178,11 +180,19 @@ def jitter_augmenter(noise: float, generator: torch.Generator | None = None):
 # --- baselines ------------------------------------------------------------------------------------------
 
 
+def self_expressive_labels(C: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """Labels from a self-expression matrix C (n, n) (row i codes sample i by the others), as
+    ``ChongYou/subspace-clustering`` does: rows of C scaled to unit l2 norm, affinity |C| + |C|ᵀ, then
+    normalised spectral clustering (:func:`workbench.methods.mlc.spectral_labels`)."""
+    C = C / np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-12)
+    return mlc.spectral_labels(np.abs(C), n_clusters, seed)
+
+
 def ssc_omp(X: np.ndarray, n_clusters: int, k_max: int = 5, seed: int = 0) -> np.ndarray:
     """Sparse subspace clustering by orthogonal matching pursuit (You, Robinson, Vidal, CVPR 2016): each
-    unit-normalised sample is coded by at most ``k_max`` *other* samples with scikit-learn's
-    ``orthogonal_mp`` (self excluded), the affinity |C| + |C|ᵀ goes to spectral clustering."""
-    from sklearn.cluster import SpectralClustering
+    unit-normalised sample x_i is coded by at most ``k_max`` *other* samples,
+    min_c ‖x_i − X c‖² s.t. ‖c‖₀ ≤ k_max, c_i = 0, with scikit-learn's ``orthogonal_mp``; labels by
+    :func:`self_expressive_labels`."""
     from sklearn.linear_model import orthogonal_mp
 
     Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)  # (n, D)
@@ -192,19 +202,15 @@ def ssc_omp(X: np.ndarray, n_clusters: int, k_max: int = 5, seed: int = 0) -> np
     everyone = np.arange(n)
     for i in range(n):
         others = everyone[everyone != i]
-        coef = orthogonal_mp(Xn[others].T, Xn[i], n_nonzero_coefs=k)  # (n − 1,)
-        C[i, others] = coef
-    W = np.abs(C) + np.abs(C).T
-    W += 1e-9  # keeps the graph connected (isolated points otherwise break the eigensolver)
-    return SpectralClustering(n_clusters, affinity="precomputed", random_state=seed, n_init=10).fit_predict(W)
+        C[i, others] = orthogonal_mp(Xn[others].T, Xn[i], n_nonzero_coefs=k)  # (n − 1,)
+    return self_expressive_labels(C, n_clusters, seed)
 
 
 def ensc(X: np.ndarray, n_clusters: int, gamma: float = 10.0, tau: float = 0.9, seed: int = 0) -> np.ndarray:
     """Elastic-net subspace clustering (You, Li, Robinson, Vidal, CVPR 2016): each unit-normalised sample
     x_i is coded by the others, min_c τ‖c‖₁ + (1 − τ)/2 ‖c‖² + γ/2 ‖x_i − X c‖², c_i = 0, with scikit-learn's
-    ``ElasticNet`` (its objective divided by γD: alpha = 1/(γD), l1_ratio = τ); rows of C are
-    l2-normalised and |C| + |C|ᵀ goes to spectral clustering, as in ``ChongYou/subspace-clustering``."""
-    from sklearn.cluster import SpectralClustering
+    ``ElasticNet`` (its objective divided by γD: alpha = 1/(γD), l1_ratio = τ); labels by
+    :func:`self_expressive_labels`."""
     from sklearn.linear_model import ElasticNet
 
     Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)  # (n, D)
@@ -215,9 +221,7 @@ def ensc(X: np.ndarray, n_clusters: int, gamma: float = 10.0, tau: float = 0.9, 
     for i in range(n):
         others = everyone[everyone != i]
         C[i, others] = model.fit(Xn[others].T, Xn[i]).coef_  # (n − 1,)
-    C /= np.maximum(np.linalg.norm(C, axis=1, keepdims=True), 1e-12)
-    W = np.abs(C) + np.abs(C).T + 1e-9
-    return SpectralClustering(n_clusters, affinity="precomputed", random_state=seed, n_init=10).fit_predict(W)
+    return self_expressive_labels(C, n_clusters, seed)
 
 
 def cluster_baseline(method: str, X: np.ndarray, n_clusters: int, seed: int = 0, ssc_kmax: int = 5) -> np.ndarray:
@@ -300,9 +304,11 @@ class ManifoldClustering(Experiment):
     weight_decay = param.Number(1e-4, bounds=(0, 1), doc="Adam (L2) weight decay.")
     lam = param.Number(50.0, bounds=(0, 1e4), doc="λ, weight of the TCR invariance term between the two views.")
     sinkhorn_iters = param.Integer(5, bounds=(1, 1000), doc="Sinkhorn iterations (unrolled; CPP uses 5).")
-    batch_size = param.Integer(0, bounds=(0, 100_000), doc="Samples per step; 0 = full batch.")
+    batch_size = param.Integer(None, allow_None=True, bounds=(1, 100_000), doc="Samples per step; auto = full batch.")
     augment_noise = param.Number(0.05, bounds=(0, 10), doc=(
-        "Augmentation noise σ (digits: pixel noise beside ±12° rotations and ±1 px shifts; others: Gaussian jitter)."))
+        "Augmentation noise σ (digits: pixel noise beside ±12° rotations and ±1 px shifts; others: Gaussian jitter "
+        "on the standardised data, where 0.05 is far below the spacing of neighbouring samples and lets MLC split "
+        "the manifolds; benchmarks/manifold_clustering.py uses 1.5)."))
     baselines = param.ListSelector(default=list(BASELINES), objects=list(BASELINES), doc=(
         "Baselines run on raw X, Z_TCR and Z_MLC: k-means, spectral (10-NN graph), Gaussian mixture, Ward "
         "agglomerative, SSC-OMP, EnSC (the subspace-clustering ones are the slowest)."))
@@ -328,9 +334,9 @@ class ManifoldClustering(Experiment):
             fail("manifold_dim", self.manifold_dim, "1 (curves) or 2 (surfaces)")
         if self.dataset == "subspaces" and self.manifold_dim >= self.ambient_dim:
             fail("manifold_dim", self.manifold_dim, f"less than ambient_dim = {self.ambient_dim}")
-        if 0 < self.batch_size < self.n_clusters:
+        if self.batch_size is not None and self.batch_size < self.n_clusters:
             raise ConfigError(f"{self.name}: parameter 'batch_size' = {self.batch_size} is not allowed with "
-                              f"n_clusters = {self.n_clusters}; expected 0 (full batch) or at least n_clusters")
+                              f"n_clusters = {self.n_clusters}; expected 'auto' (full batch) or at least n_clusters")
 
     @property
     def n_samples_used(self) -> int:
@@ -365,7 +371,7 @@ class ManifoldClustering(Experiment):
         torch.manual_seed(self.seed)
         net = mlc.MLCNet(X.shape[1], self.hidden, self.feature_dim).to(device)
         total = self.tcr_steps + self.mlc_steps
-        log_every = max(1, total // 100)
+        due = Cadence(total)
         plot_index = torch.as_tensor(np.sort(np.random.default_rng(self.seed).permutation(n)[:N_PLOT]), device=device)
         state: dict = {"tcr": None, "delta_R_init": float("nan")}
         history: dict[str, list] = {"step": [], "R": [], "R_c": [], "delta_R": [], "invariance": []}
@@ -381,7 +387,7 @@ class ManifoldClustering(Experiment):
         def callback(step: int, phase: str, terms: dict[str, float]) -> None:
             if phase == "mlc" and math.isnan(state["delta_R_init"]):
                 state["delta_R_init"] = terms["delta_R"]
-            if step % log_every == 0 or step == total:
+            if due(step):
                 for key in ("R", "R_c", "delta_R", "invariance"):
                     history[key].append(terms.get(key))
                 history["step"].append(step)  # last: a reader slicing by len(step) sees complete rows
@@ -394,7 +400,7 @@ class ManifoldClustering(Experiment):
         steps_done = mlc.fit(net, X, augment, tcr_steps=self.tcr_steps, mlc_steps=self.mlc_steps, eps=self.eps,
                              eta=self.eta, lam=self.lam, tcr_lr=self.tcr_lr, mlc_lr=self.mlc_lr,
                              weight_decay=self.weight_decay, sinkhorn_iters=self.sinkhorn_iters,
-                             batch_size=self.batch_size or None, generator=generator, callback=callback,
+                             batch_size=self.batch_size, generator=generator, callback=callback,
                              on_pretrained=on_pretrained, stop=stop.is_set)
         metrics: dict[str, float] = {"steps_done": steps_done, "n_samples": n}
         metrics |= {f"{m}_{key}": v for m, scores in raw.items() for key, v in scores.items()}
@@ -416,7 +422,8 @@ class ManifoldClustering(Experiment):
                     "delta_R_tcr": mlc.rate_reduction(Z_tcr, Gamma_tcr, self.eps).item(),
                     "gamma_row_error": (Gamma.sum(1) - 1).abs().max().item(),
                     "gamma_col_error": (Gamma.sum(0) - 1).abs().max().item(),
-                    "gamma_diag": Gamma.diagonal().mean().item()}
+                    "gamma_diag": Gamma.diagonal().mean().item(),
+                    "gamma_leak": mlc.membership_leak(Gamma, y), "tcr_gamma_leak": mlc.membership_leak(Gamma_tcr, y)}
         for tag, features in (("tcr", Z_tcr), ("mlc", Z)):
             features_np = features.cpu().double().numpy()
             ranks = mlc.per_cluster_ranks(features_np, y)
