@@ -109,6 +109,11 @@ def test_notebook_all_runs_every_notebook_and_isolates_a_failure(notebooks, tmp_
     assert any(line.startswith("optimizers") and "failed" in line for line in table)
 
 
+def ignore_sigint() -> None:
+    """In a child before it starts: SIGINT ignored, inherited from its parent as from a Jupyter kernel."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.parametrize("command", [
     ["run", "lightsb", "-p", "dataset=gaussian", "-p", "dim=2", "-p", "n_components=1", "-p", "steps=1000000"],
     ["notebook", "lightsb"],  # the stand-in notebook below sleeps
@@ -118,7 +123,8 @@ def test_ctrl_c_records_the_run_as_stopped_and_exits_130(notebooks, tmp_path, co
     db = tmp_path / "runs.db"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WORKBENCH_DB": str(db)}
     process = subprocess.Popen([sys.executable, "-m", "workbench.cli", *command, "-q"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=ignore_sigint)  # as when started from a Jupyter kernel
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (db.exists() and RunStore(db).list()):
         time.sleep(0.2)
