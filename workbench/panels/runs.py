@@ -22,7 +22,7 @@ import pandas as pd
 import panel as pn
 
 from workbench import compare
-from workbench.experiment import ConfigError, get, headline_summary
+from workbench.experiment import headline_summary
 from workbench.panels.base import FigureFormat, default_metrics, live_figure
 from workbench.panels.format import format_value, results_tables
 from workbench.store import RunRecord, RunStore
@@ -48,13 +48,6 @@ def metrics_csv(run: RunRecord) -> str:
             for step, value in zip(curve["step"], curve["value"])]
     rows += [(name, "final", value) for name, value in run.metrics.items()]
     return pd.DataFrame(rows, columns=["metric", "step", "value"]).to_csv(index=False)
-
-
-def headline_of(experiment: str) -> tuple[str, ...]:
-    try:
-        return get(experiment).headline
-    except ConfigError:  # a run of an experiment not installed here
-        return ()
 
 
 def shown(views, *args) -> list[Any]:
@@ -131,7 +124,7 @@ class RunsPage(pn.viewable.Viewer):
                  pn.pane.DataFrame(table, index=False, sizing_mode="stretch_width")]
         curve_names = [name for name in dict.fromkeys(k for run in runs for k in run.curves)]
         if curve_names:
-            headline = tuple(h for run in runs for h in headline_of(run.experiment))
+            headline = tuple(pattern for patterns in compare.headlines(runs) for pattern in patterns)
             picker = pn.widgets.Select(label="curve", options=curve_names,
                                        value=default_metrics(curve_names, headline)[0], width=240)
             overlay = self.figure_format.pane(compare.curves_comparison(runs, picker.value), "runs-curves",
@@ -165,7 +158,7 @@ class RunsPage(pn.viewable.Viewer):
         if run.curves:
             names = list(run.curves)
             picker = pn.widgets.MultiChoice(label="curves", options=names,
-                                            value=default_metrics(names, headline_of(run.experiment)),
+                                            value=default_metrics(names, sum(compare.headlines([run]), ())),
                                             sizing_mode="stretch_width")
             figure = live_figure(run.curves, picker.value, f"run {run.id}: curves")
             pane = self.figure_format.pane(figure, f"run-{run.id}-curves", height=figure["layout"]["height"],
