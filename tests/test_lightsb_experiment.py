@@ -33,7 +33,9 @@ def test_short_run_returns_ground_truth_metrics_and_curves():
     assert isinstance(result.model, LightSB)
     assert {"loss", "cbw2_uvp", "bw2_uvp", "kl", "steps_done"} <= set(result.metrics)
     assert result.metrics["steps_done"] == 200
-    assert [e.step for e in events] == list(range(2, 201, 2))  # every 1 % of the steps
+    steps = [e.step for e in events]
+    assert set(range(2, 201, 2)) <= set(steps) and steps == sorted(set(steps))  # every 1 % (and every 0.5 s: a
+    # busy machine may add reports between them)
     assert result.curves["cbw2_uvp"]["step"] == list(range(20, 201, 20))
     # training helps: cBW2-UVP falls, and the KL estimate is small and non-negative up to noise
     curve = result.curves["cbw2_uvp"]["value"]
