@@ -208,8 +208,21 @@ def test_ctrl_c_leaves_no_run_running(notebooks, tmp_path):
     assert process.returncode == 130, out + err
     statuses = [run.status for run in RunStore(db).list()]
     assert statuses == ["stopped"] * 3  # two in flight, one queued: none left running
-    leftovers = subprocess.run(["pgrep", "-f", "workbench-point"], capture_output=True, text=True).stdout
-    assert leftovers == ""  # no kernel left, neither running a point nor started ahead
+    assert processes_started_with(f"WORKBENCH_DB={db}") == []  # no kernel left (running a point or started
+    # ahead), and no kernel factory
+
+
+def processes_started_with(entry: str) -> list[int]:
+    """The processes whose initial environment holds ``entry`` (KEY=VALUE): those a sweep started and left
+    behind, forked kernels included (they keep their factory's initial environment)."""
+    found = []
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and entry.encode() in (process / "environ").read_bytes().split(b"\0"):
+                found.append(int(process.name))
+        except OSError:  # ended meanwhile, or not ours
+            pass
+    return found
 
 
 OLD_SCHEMA = """

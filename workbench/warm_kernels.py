@@ -2,14 +2,18 @@
 
 Starting a kernel takes seconds: a Python process, ipykernel, torch (and ``torch._dynamo``, which torch's
 optimizers import on their first step), workbench and the experiment's module. A sweep point must still get a
-kernel of its own, so that nothing passes from one point to the next. :class:`WarmKernels` starts each kernel
-before its point needs it: the kernel imports those modules while it starts up (ipykernel's ``exec_lines``, one
-statement that binds no name, so the notebook still starts from an empty namespace), in its own process, while
-earlier points run.
+kernel of its own, so that nothing passes from one point to the next. :class:`WarmKernels` makes that cheap
+twice over:
+
+- its kernels are forked from one process that imported all of that once (:mod:`workbench.kernel_factory`),
+  so a kernel costs only ipykernel's own start-up;
+- it starts each kernel before its point needs it, while earlier points run. The kernel runs ``warm_up`` as it
+  starts (ipykernel's ``exec_lines``, one statement that binds no name, so the notebook still starts from an
+  empty namespace): with the modules inherited, that only checks they are there.
 
 Each kernel lives in a temporary folder of its own, ``workbench-point-*`` (its working directory, its connection
 file and IPC sockets, its output log), and in a session of its own, so :meth:`Kernel.kill` ends it with every
-process it started. A kernel whose parent process dies ends itself (ipykernel's parent poller).
+process it started. A kernel whose factory ends (the sweep's process died) ends itself.
 """
 from __future__ import annotations
 
@@ -18,13 +22,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 from jupyter_core.utils import run_sync
+
+from workbench.kernel_factory import ForkProvisioner, KernelFactory
 
 
 def warm_up(name: str) -> None:
@@ -48,20 +54,21 @@ class _PointKernelManager(AsyncKernelManager):
 
 
 class Kernel:
-    """One kernel, started (not necessarily ready) for experiment ``name``: ``km`` is its kernel manager
-    (an ``AsyncKernelManager``) for papermill: ``execute_notebook(..., km=kernel.km)``."""
+    """One kernel, forked by ``factory`` and started (not necessarily ready) for experiment ``name``: ``km`` is
+    its kernel manager (an ``AsyncKernelManager``) for papermill: ``execute_notebook(..., km=kernel.km)``."""
 
-    def __init__(self, name: str, env: dict[str, str]):
+    def __init__(self, name: str, env: dict[str, str], factory: KernelFactory):
         self.name = name
         self.folder = Path(tempfile.mkdtemp(prefix="workbench-point-"))
         self.log = self.folder / "kernel.log"
         self.km = _PointKernelManager(kernel_name="python3", transport="ipc", ip=str(self.folder / "ipc"),
-                                      connection_file=str(self.folder / "kernel.json"))
+                                      connection_file=str(self.folder / "kernel.json"), kernel_id=str(uuid.uuid4()))
+        self.km.provisioner = ForkProvisioner(factory, name, str(self.log), kernel_id=self.km.kernel_id,
+                                              kernel_spec=self.km.kernel_spec, parent=self.km)
         warm = f"__import__('workbench.warm_kernels', fromlist=['warm_up']).warm_up({name!r})"
         try:
-            with open(self.log, "wb") as log:
-                run_sync(self.km.start_kernel)(cwd=str(self.folder), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                               extra_arguments=[f"--IPKernelApp.exec_lines={json.dumps([warm])}"])
+            run_sync(self.km.start_kernel)(cwd=str(self.folder), env=env,
+                                           extra_arguments=[f"--IPKernelApp.exec_lines={json.dumps([warm])}"])
         except BaseException:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
@@ -111,6 +118,7 @@ class WarmKernels:
         self.in_use: set[Kernel] = set()
         self.closed = False
         self.lock = threading.Lock()
+        self.factory: KernelFactory | None = None  # started with the first kernel
 
     def start(self, name: str, count: int) -> None:
         with self.lock:
@@ -135,8 +143,10 @@ class WarmKernels:
         for kernel in [k for k in self.unused if k.name != name or not k.alive()]:
             self.unused.remove(kernel)
             kernel.close()
+        if self.factory is None:
+            self.factory = KernelFactory(self.env)
         while len(self.unused) < count:
-            self.unused.append(Kernel(name, self.env))
+            self.unused.append(Kernel(name, self.env, self.factory))
 
     def close(self) -> None:
         with self.lock:
@@ -146,3 +156,5 @@ class WarmKernels:
             for kernel in self.unused:
                 kernel.close()
             self.unused.clear()
+            if self.factory is not None:
+                self.factory.close()
