@@ -16,8 +16,9 @@
    fixed cost included): its wall time per point against the in-process runs of the same seeds.
 2. Runs per minute: the same sweep (``--points`` seeds of the lightsb notebook on the 2-D mixture benchmark, its
    checks included, ``--toy-steps`` setting how long a point runs) with 1, 2 and 4 workers of the local executor,
-   each into a fresh store; ratio to 1 worker. One worker already uses a second core while its point runs: its
-   next kernel starts there. So the ratio grows with the length of a point against a kernel start (~3 s of CPU).
+   each into a fresh store; ratio to 1 worker. One worker's next kernel starts on the second core while its point
+   runs; the kernels are forked from a preloaded process (``workbench.kernel_factory``), so that start costs about
+   0.1 s of CPU, not the ~2 s of a kernel that imports torch itself.
 """
 from __future__ import annotations
 
