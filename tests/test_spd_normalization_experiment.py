@@ -98,3 +98,17 @@ def test_cli_rejects_a_non_positive_theta(tmp_path):
     done = subprocess.run([sys.executable, "-m", "workbench.cli", "run", "spd_normalization", "-p", "theta=0"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "'theta' = '0' is not allowed" in done.stderr
+
+
+def test_the_panel_draws_test_and_validation_curves_per_variant():
+    from types import SimpleNamespace
+
+    from workbench.panels.spd_normalization import spd_normalization_plot
+    curves = {"none": {"epoch": [1, 2], "test_accuracy": [0.5, 0.6], "validation_accuracy": [0.55, 0.65]},
+              "gbw": {"epoch": [1], "test_accuracy": [0.7]}}  # no validation split
+    figure = spd_normalization_plot(SimpleNamespace(payload={"curves": curves, "bn": "gbw"}, step=3, total=4))
+    lines = {trace.name: trace for trace in figure.data if trace.xaxis == "x"}
+    assert set(lines) == {"none", "none validation", "gbw"}
+    assert list(lines["none validation"].y) == [0.55, 0.65] and lines["none validation"].line.dash == "dot"
+    assert lines["none validation"].line.color == lines["none"].line.color != lines["gbw"].line.color
+    assert list(lines["gbw"].y) == [0.7]

@@ -6,7 +6,8 @@ matrices drawn as ellipses moving along a Bures–Wasserstein geodesic and being
 condition_before, condition_after}, ``bn`` the chosen variant, ``variant`` the one training now) and returns a
 Plotly figure with three panels:
 
-1. test accuracy per epoch, one line per variant trained so far;
+1. test accuracy per epoch, one line per variant trained so far, and its validation accuracy dotted when the run
+   holds out a validation split;
 2. the log10 eigenvalues of a probe batch at the BN's input and output (eval mode), with the median condition
    numbers in the legend: AIM centring keeps the spread of the spectrum, BW/GBW centring compresses it;
 3. for teaching (fixed 2×2 matrices, independent of training): an ellipse {Σ^½ u : ‖u‖ = 1} moving from A to B along
@@ -94,14 +95,16 @@ def spd_normalization_plot(event) -> go.Figure:
     total = max(1, int(event.total or 1))
     t = min(1.0, max(0.0, event.step / total))
     fig = make_subplots(rows=1, cols=3, column_widths=[0.34, 0.33, 0.33], horizontal_spacing=0.07,
-                        subplot_titles=("test accuracy per variant", f"log10 eigenvalues before / after BN ({bn})",
+                        subplot_titles=("test (and dotted: validation) accuracy", f"log10 eigenvalues before / after BN ({bn})",
                                         "BW geodesic and centring (2×2 ellipses)"))
     for name, h in curves.items():
-        if h.get("epoch"):
-            fig.add_trace(go.Scatter(x=h["epoch"], y=h["test_accuracy"], mode="lines+markers", name=name,
-                                     line={"color": COLORS.get(name, "black")}, marker={"size": 4}), row=1, col=1)
+        for key, dash, label in (("test_accuracy", None, name), ("validation_accuracy", "dot", f"{name} validation")):
+            if h.get("epoch") and h.get(key):
+                fig.add_trace(go.Scatter(x=h["epoch"], y=h[key], mode="lines+markers", name=label,
+                                         line={"color": COLORS.get(name, "black"), "dash": dash},
+                                         marker={"size": 4}), row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=1)
-    fig.update_yaxes(title_text="test accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", row=1, col=1)
     if spectra:
         for key, x0, color in (("before", 0, "#7f7f7f"), ("after", 1, COLORS.get(bn, "#d62728"))):
             values = np.asarray(spectra[key], dtype=float)  # (B, n)
