@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from jupyter_client import BlockingKernelClient
@@ -113,3 +114,15 @@ def test_no_kernel_outlives_its_factory_or_its_driver(factory, end):
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     assert all(gone(pid, within=10) for pid in pids)
+
+
+def test_a_long_temporary_directory_does_not_break_the_kernels_sockets(factory, tmp_path, monkeypatch):
+    long = tmp_path / ("x" * 60) / ("y" * 60)
+    long.mkdir(parents=True)
+    monkeypatch.setattr("tempfile.tempdir", str(long))
+    kernel = Kernel("lightsb", {**os.environ, **SINGLE_THREAD}, factory)
+    try:
+        assert kernel.folder.parent == Path("/tmp")  # the sockets' paths would not fit under TMPDIR
+        assert ask(kernel, "import json, os\nprint(json.dumps({'pid': os.getpid()}))") == {"pid": kernel.process.pid}
+    finally:
+        kernel.close()

@@ -39,6 +39,19 @@ def warm_up(name: str) -> None:
     importlib.import_module("workbench").get(name)  # workbench, then the experiment's module
 
 
+SOCKET_PATH_LIMIT = 100  # bytes of a Unix socket's path: sun_path holds 103 on macOS, 107 on Linux
+
+
+def _point_folder() -> Path:
+    """A new temporary folder for a kernel, under /tmp when the temporary directory's path is too long for the
+    kernel's IPC sockets (``<folder>/ipc-<n>``)."""
+    folder = Path(tempfile.mkdtemp(prefix="workbench-point-"))
+    if len(os.fsencode(folder / "ipc-99")) > SOCKET_PATH_LIMIT:
+        folder.rmdir()
+        folder = Path(tempfile.mkdtemp(prefix="workbench-point-", dir="/tmp"))
+    return folder
+
+
 class _PointKernelManager(AsyncKernelManager):
     """A kernel manager that keeps the clients it makes, to stop them with the kernel: papermill leaves its
     client running (its sockets, its heartbeat thread) when the kernel manager is not its own."""
@@ -59,7 +72,7 @@ class Kernel:
 
     def __init__(self, name: str, env: dict[str, str], factory: KernelFactory):
         self.name = name
-        self.folder = Path(tempfile.mkdtemp(prefix="workbench-point-"))
+        self.folder = _point_folder()
         self.log = self.folder / "kernel.log"
         self.km = _PointKernelManager(kernel_name="python3", transport="ipc", ip=str(self.folder / "ipc"),
                                       connection_file=str(self.folder / "kernel.json"), kernel_id=str(uuid.uuid4()))
