@@ -7,7 +7,8 @@ its process imports everything, then forks one child per kernel. Each child beco
 process, with its own pid, session, working directory, environment and output log, that finds the modules
 already in memory (shared copy-on-write), so it costs only the kernel's own start-up.
 
-The factory stays single-threaded and never runs torch code, so a fork inherits no thread, lock or OpenMP pool.
+The factory stays single-threaded and never runs torch code, so a fork inherits no thread, lock, OpenMP pool or
+CUDA context (it refuses to fork if an import initialised CUDA).
 It reads requests from its stdin, one JSON line each, and answers on its stdout:
 
     {"op": "fork", "name": ..., "argv": [...], "cwd": ..., "env": {...}, "log": ...}  ->  {"pid": ...}
@@ -169,6 +170,8 @@ def _become_kernel(request: dict, factory_pid: int) -> None:
 def _fork(request: dict, kernels: set[int]) -> dict:
     from workbench.warm_kernels import warm_up
     warm_up(request["name"])  # the experiment's module, imported once
+    if sys.modules["torch"].cuda.is_initialized():  # a fork cannot use its parent's CUDA context
+        raise RuntimeError(f"importing experiment {request['name']!r} initialised CUDA; it must do so at run time")
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:
