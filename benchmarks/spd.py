@@ -22,19 +22,24 @@ at most 100 epochs, batch 32, RiemannianAdam lr 1e-2, float64, seeds 0/1/2. Mode
 accuracy over the seeds (``none`` has nothing to select). pyriemann's MDM-Wasserstein on the same test half: 0.860
 (method note §6). ``--set key=value`` overrides an experiment parameter for every run.
 
-Measured 2026-11-30 on the shared 2-core CPU (1 thread, load average 4–5 from other jobs; ms of process CPU time,
-median of 7):
+Measured 2026-11-30 on the shared 2-core CPU (1 thread, load average 2.3–2.6 from other jobs; ms of process CPU
+time, median of 7):
 
     n    BW distance ours / pyriemann (×)   BW mean ours / pyriemann (×)   iterations    error (dist, ours mean)
-    8        2.68 / 9.74   (3.6×)              30.5 / 52.4  (1.7×)           6 / 10       8e-15, 1.6e-9
-    16       8.76 / 33.5   (3.8×)              84.1 / 168   (2.0×)           5 / 9        4e-15, 9.4e-9
-    32       33.3 / 135    (4.0×)               356 / 700   (2.0×)           5 / 9        3e-15, 8.4e-9
+    8        2.49 / 9.17   (3.7×)              12.2 / 48.0  (3.9×)           5 / 10       7e-15, 1.0e-9
+    16       7.70 / 31.6   (4.1×)              34.7 / 153   (4.4×)           4 / 9        4e-15, 7.7e-9
+    32       33.1 / 136    (4.1×)               173 / 694   (4.0×)           4 / 9        3e-15, 5.5e-9
 
-The distance is one Cholesky, two products and one eigenvalues-only decomposition (6.0 of its 8.8 ms at n = 16),
-against pyriemann's two full eigendecompositions: ≈ 4×, not reliably above it. The mean needs one batched
-eigendecomposition per iteration, the same LAPACK work as pyriemann's iteration; Anderson acceleration halves the
-iterations (5 instead of 9), so 2×: the ≥ 4× goal is missed for the mean. A frozen-eigenbasis (chord Newton) square
-root between refreshes reached 2.7× on these inputs but stalled on the ill-conditioned digits, so it was not kept.
+The distance is one Cholesky, two products and one eigenvalues-only decomposition, against pyriemann's two full
+eigendecompositions: ≈ 4×, at the margin (3.9–4.1× at n = 16 over several runs). ``eigvalsh`` is 5.8 of its ≈ 8 ms
+at n = 16, nearly all of it LAPACK's tridiagonal QL iteration (``eigvalsh`` of a diagonal matrix costs 0.5 ms);
+column-major operands (no copies) and the upper Cholesky factor took ≈ 3 % off the rest. The mean decomposes every
+matrix once, in the first iteration, then warm-starts the square roots in those eigenbases (chord Newton from the
+previous root, a fresh eigendecomposition only where it stalls), with over-relaxed Anderson mixing (depth 3,
+β = 1.2): 4 iterations at 1e-8 (n = 8: 1.2e-8 after 4, so 5). Under a heavier load (average ≈ 4) the mean's ratio
+drops (3.6× with 5 iterations before the relaxation; the warm iterations are memory-bound products, pyriemann's
+eigendecompositions are not). On the ill-conditioned digits most roots need fresh decompositions for ~8
+iterations: 1.5× pyriemann there (11 iterations against 20).
 
 Accuracy, measured 2026-11-30 (75 runs, validation 20 %, early stopping, θ selected on validation; test accuracy
 for seeds 0/1/2 and mean; mean validation accuracy in brackets):

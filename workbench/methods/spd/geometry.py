@@ -26,8 +26,9 @@ not autograd through ``eigh`` (whose eigenvector gradients blow up as 1/(λ_i �
 **Fréchet mean**: the unique fixed point of G = Σ_i w_i (G^½ X_i G^½)^½ (Agueh & Carlier 2011), reached by the
 Álvarez-Esteban et al. (2016) iteration G ← G^{−½} (Σ_i w_i (G^½ X_i G^½)^½)² G^{−½} from the arithmetic mean
 (identical to pyriemann's step G ← Exp_G(Σ w_i Log_G X_i)), run in Cholesky form (no G^{±½}) and, for a converged
-mean, Anderson-accelerated (:func:`bw_mean`). The official code runs exactly one iteration; here the iteration count
-is a parameter and the convergence is reported (:class:`MeanInfo`).
+mean, Anderson-accelerated with square roots warm-started in earlier eigenbases (:func:`bw_mean`). The official code
+runs exactly one iteration; here the iteration count is a parameter and the convergence is reported
+(:class:`MeanInfo`).
 
 **GBW** (Han, Mishra, Jawanpuria, Gao 2021, arXiv 2110.10464) with SPD M (M = I is BW):
 
@@ -47,8 +48,8 @@ import torch
 
 from workbench.kernels import spd_sqrt  # X^½, X^{−½}: Newton–Schulz on CUDA, eigh elsewhere
 from workbench.methods.spd.matfun import _floor as _positive_floor
-from workbench.methods.spd.matfun import (divided_differences, expm, logm, powm, sqrtm, sum_to_shape,
-                                          sym, lyap, trace_sqrtm)
+from workbench.methods.spd.matfun import (divided_differences, expm, logm, powm, sqrtm, sqrtm_near_diagonal,
+                                          sum_to_shape, sym, lyap, trace_sqrtm)
 
 
 def eye_like(X: torch.Tensor) -> torch.Tensor:
@@ -71,17 +72,18 @@ def _as_time(t, like: torch.Tensor) -> torch.Tensor:
 def bw_distance(A: torch.Tensor, B: torch.Tensor, squared: bool = False) -> torch.Tensor:
     """d_BW(A, B) = (tr A + tr B − 2 tr (A^½ B A^½)^½)^½ (``squared=True``: d²). (..., n, n) × 2 -> (...,).
 
-    Without autograd, A^½ B A^½ is replaced by the similar matrix Lᵀ B L (A = L Lᵀ, Cholesky; A^½ = L Q with Q
+    Without autograd, A^½ B A^½ is replaced by the similar matrix U B Uᵀ (A = Uᵀ U, Cholesky; A^½ = Uᵀ Q with Q
     orthogonal), which has the same eigenvalues: one Cholesky of A's own batch (not of its broadcast), two matrix
     products and one eigenvalues-only decomposition, instead of two full ones (falls back to the eigen route where the
-    Cholesky factorisation fails). Both LAPACK calls read one triangle, so nothing is symmetrised. With autograd the
-    route is A^½ (Daleckii–Krein backward)."""
+    Cholesky factorisation fails). Both LAPACK calls get their operand in column-major order (the transposed view of
+    a symmetric matrix), so nothing is copied or symmetrised. With autograd the route is A^½ (Daleckii–Krein
+    backward)."""
     if not (torch.is_grad_enabled() and (A.requires_grad or B.requires_grad)):
-        L, info = torch.linalg.cholesky_ex(A)  # (..., n, n) over A's batch only
-        if not bool((info != 0).any()):
-            cross = torch.linalg.eigvalsh(L.mT @ B @ L).clamp_min(0).sqrt().sum(-1)  # tr (A^½ B A^½)^½, broadcast
-            d2 = (_trace(A) + _trace(B) - 2 * cross).clamp_min(0)
-            return d2 if squared else d2.sqrt()
+        U, info = torch.linalg.cholesky_ex(A.mT, upper=True)  # A = Uᵀ U, (..., n, n) over A's batch only
+        if not bool(info.any()):
+            cross = torch.linalg.eigvalsh((U @ B @ U.mT).mT).clamp_min_(0).sqrt_().sum(-1)  # tr (A^½ B A^½)^½
+            d2 = (_trace(A) + _trace(B)).sub_(cross, alpha=2).clamp_min_(0)
+            return d2 if squared else d2.sqrt_()
     A_half = sqrtm(A)  # (..., n, n)
     d2 = (_trace(A) + _trace(B) - 2 * trace_sqrtm(sym(A_half @ B @ A_half))).clamp_min(0)  # (...,)
     return d2 if squared else d2.sqrt()
@@ -208,7 +210,7 @@ def _weights(X: torch.Tensor, weights) -> torch.Tensor:
 
 
 def bw_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12, init: torch.Tensor | None = None,
-            return_info: bool = False, anderson: int = 2):
+            return_info: bool = False, anderson: int = 3):
     """The weighted BW barycentre of X (..., N, n, n) -> (..., n, n): the fixed point of the Álvarez-Esteban et al.
     (2016) map
 
@@ -219,42 +221,124 @@ def bw_mean(X: torch.Tensor, weights=None, n_iter: int = 50, tol: float = 1e-12,
 
     From ``init`` (default: the weighted arithmetic mean), at most ``n_iter`` iterations, stopping when the relative
     Frobenius change falls below ``tol`` (``tol=0``: exactly ``n_iter``, as a layer wants). With ``anderson`` = m > 0
-    and no autograd, the iterates are Anderson-accelerated (Anderson 1965; Walker & Ni 2011, "type II"):
+    and no autograd, the iterates are Anderson-accelerated (Anderson 1965; Walker & Ni 2011, "type II", with
+    relaxation β = 1.2):
 
-        G_{k+1} = Φ(G_k) − Σ_j γ_j ΔΦ_j,   γ = argmin_γ ‖f_k − Σ_j γ_j Δf_j‖,   f = Φ(G) − G,
+        G_{k+1} = Φ̄ + (β − 1) f̄,   Φ̄ = Φ(G_k) − Σ_j γ_j ΔΦ_j,   f̄ = f_k − Σ_j γ_j Δf_j,
+        γ = argmin_γ ‖f_k − Σ_j γ_j Δf_j‖,   f = Φ(G) − G,
 
     over the last m differences ΔΦ_j, Δf_j; a mixed iterate that is not SPD is replaced by Φ(G_k) and the history
-    restarts. This about halves the iterations to a relative error of 1e-8 (5 instead of 9 for N = 1024 random 16×16
-    with κ = 100; 12 instead of 20 on the 898 ill-conditioned digits matrices). ``anderson=0`` runs the plain map
-    (the method note's error-per-iteration table); with autograd the map is always plain and differentiable
-    (Daleckii–Krein backward through each (Lᵀ X_i L)^½). With ``return_info=True`` returns (G, :class:`MeanInfo`)."""
+    restarts. β = 1.2 ≈ 1/(1 − ρ) over-relaxes for the plain map's contraction rate ρ ≈ 0.2 on random κ = 100
+    matrices (ρ ≈ 0.4 on the digits, where the optimum would be larger). This more than halves the iterations to a
+    relative error of 1e-8 (4 instead of 9 for N = 1024 random 16×16 with κ = 100, 5 with β = 1; 11 instead of 20 on
+    the 898 ill-conditioned digits matrices). The accelerated map also warm-starts its square roots in earlier
+    eigenbases (:class:`_WarmStartedMap`): only the first iteration decomposes every matrix, later ones cost a few
+    matrix products each.
+    ``anderson=0`` runs the plain map (the method note's error-per-iteration table); with autograd the map is always
+    plain and differentiable (Daleckii–Krein backward through each (Lᵀ X_i L)^½). With ``return_info=True`` returns
+    (G, :class:`MeanInfo`)."""
     w = _weights(X, weights)  # (..., N, 1, 1)
 
     def step(G: torch.Tensor) -> torch.Tensor:
-        L = torch.linalg.cholesky(G).unsqueeze(-3)  # (..., 1, n, n)
-        R = (w * sqrtm(L.mT @ X @ L)).sum(-3)  # (..., n, n)
-        W = torch.linalg.solve_triangular(L.squeeze(-3), R, upper=False, left=False)  # W L = R
-        return sym(W.mT @ W)
+        L = torch.linalg.cholesky(G)  # (..., n, n)
+        return _map_from_root_sum(L, (w * sqrtm(L.unsqueeze(-3).mT @ X @ L.unsqueeze(-3))).sum(-3))
 
     G0 = (w * X).sum(-3) if init is None else init.to(X)
-    depth = 0 if torch.is_grad_enabled() and X.requires_grad else anderson
-    return _fixed_point(step, G0, n_iter, tol, return_info, depth)
+    if anderson and not (torch.is_grad_enabled() and X.requires_grad):
+        return _fixed_point(_WarmStartedMap(X, w), G0, n_iter, tol, return_info, anderson, 1.2)
+    return _fixed_point(step, G0, n_iter, tol, return_info)
 
 
-def _anderson_mix(images: list[torch.Tensor], residuals: list[torch.Tensor]) -> torch.Tensor:
-    """Type-II Anderson extrapolation Φ_k − ΔΦ γ, γ = argmin ‖f_k − ΔF γ‖ (least squares by the pseudo-inverse, so
-    a rank-deficient history is harmless), from the recent images Φ_j and residuals f_j, each (..., n, n)."""
+def _map_from_root_sum(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """Φ(G) = (R L^{−1})ᵀ (R L^{−1}) from G's Cholesky factor L and R = Σ_i w_i (Lᵀ X_i L)^½, both (..., n, n)."""
+    W = torch.linalg.solve_triangular(L, R, upper=False, left=False)  # W L = R
+    return sym(W.mT @ W)
+
+
+class _WarmStartedMap:
+    """Φ of :func:`bw_mean` without autograd, for a sequence of converging G: each Y_i = Lᵀ X_i L is square-rooted in
+    the eigenbasis U_i of an earlier Y_i, where it is close to diagonal,
+
+        Y_i^½ = U_i S_i U_iᵀ,   S_i = Z_i^½,   Z_i = (L U_i)ᵀ X_i (L U_i),
+
+    with Z_i^½ by the chord Newton iteration from the previous call's S_i (:func:`~.matfun.sqrtm_near_diagonal`: three
+    matrix products and one per step instead of an eigendecomposition), to a relative accuracy ``contraction`` × the
+    last relative change of G (an inexact fixed-point iteration: the roots are only as accurate as the iterate
+    needs, down to 64 eps). A matrix whose iteration stalls or misses the target (Y_i too far from its basis: the
+    first call, early iterates, ill conditioning) gets a fresh eigendecomposition Y_i = U_i Λ_i U_iᵀ, which becomes
+    its basis (S_i = Λ_i^½). After a call where most matrices needed one, all are decomposed afresh until G moves 10×
+    less (the ill-conditioned digits, κ up to 1e8, need fresh roots for their first ~8 iterations). Then
+    R = Σ_i w_i (U_i S_i) U_iᵀ is one contraction over i and the basis index (``einsum``) per block of
+    ``block_entries`` / n² matrices (256 at n = 16): the chord iteration streams several (N, n, n) arrays per step,
+    and in blocks they stay in cache (the chord iteration 1.6× faster than on all 1024 16×16 at once; the whole mean
+    1.1× at n = 32 with blocks of 64, 1.1× at n = 8 with 1024)."""
+
+    block_entries = 2**16  # entries per (block, n, n) array: 512 KiB in float64
+
+    def __init__(self, X: torch.Tensor, w: torch.Tensor, contraction: float = 3e-4):
+        self.X, self.w, self.contraction = X, w, contraction  # (..., N, n, n), (..., N, 1, 1)
+        self.U, self.S = torch.empty_like(X), torch.empty_like(X)  # the bases and the roots in them
+        self.G = None  # the previous iterate
+        self.failed_at = float("inf")  # the change of G at the last call where most matrices needed a fresh root
+        self.fresh = 0  # fresh eigendecompositions in the current call
+
+    def __call__(self, G: torch.Tensor) -> torch.Tensor:
+        L = torch.linalg.cholesky(G)  # (..., n, n)
+        change = float("inf") if self.G is None else float(
+            ((G - self.G).norm(dim=(-2, -1)) / G.norm(dim=(-2, -1))).max())
+        target = None  # all fresh: the first call, or G still moving more than 1/10 of when most warm starts failed
+        if change < 0.1 * self.failed_at:
+            target = max(self.contraction * change, 64 * torch.finfo(G.dtype).eps)
+        self.G, self.fresh = G, 0
+        size = max(1, self.block_entries // G.shape[-1] ** 2)
+        R = sum(self._root_sum(L, slice(start, start + size), target) for start in range(0, self.X.shape[-3], size))
+        if target is not None and 2 * self.fresh > self.X.shape[:-2].numel():
+            self.failed_at = change
+        return _map_from_root_sum(L, R)
+
+    def _root_sum(self, L: torch.Tensor, block: slice, target: float | None) -> torch.Tensor:
+        """Σ_i w_i Y_i^½ over the matrices i in ``block``, all fresh when ``target`` is None; updates their bases
+        and roots. L (..., n, n) -> (..., n, n)."""
+        X, w, U, S = (t[..., block, :, :] for t in (self.X, self.w, self.U, self.S))  # views
+        Lx = L.unsqueeze(-3).expand_as(X)  # (..., B, n, n)
+        if target is None:
+            S[...], U[...] = _eig_root(Lx.mT @ X @ Lx)  # S, U are views of self.S, self.U
+        else:
+            P = Lx @ U
+            root, converged = sqrtm_near_diagonal((P.mT @ (X @ P)).flatten(0, -3), target, S.flatten(0, -3))
+            S.copy_(root.view_as(X))
+            stale = ~converged.view(X.shape[:-2])  # (..., B)
+            self.fresh += int(stale.sum())
+            if bool(stale.any()):
+                L_stale = Lx[stale]  # (k, n, n)
+                S[stale], U[stale] = _eig_root(L_stale.mT @ X[stale] @ L_stale)
+        return torch.einsum("...iaj,...ibj->...ab", w * (U @ S), U)  # Σ_i w_i (U_i S_i) U_iᵀ
+
+
+def _eig_root(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Λ^½, U) from Y = U Λ Uᵀ, Λ^½ a diagonal matrix (eigenvalues floored at eps · λ_max). (..., n, n)."""
+    lam, U = torch.linalg.eigh(Y)
+    return torch.diag_embed(torch.maximum(lam, _positive_floor(lam)).sqrt()), U
+
+
+def _anderson_mix(images: list[torch.Tensor], residuals: list[torch.Tensor],
+                  relaxation: float = 1.0) -> torch.Tensor:
+    """Type-II Anderson extrapolation with relaxation β, Φ̄ + (β − 1) f̄ with Φ̄ = Φ_k − ΔΦ γ, f̄ = f_k − ΔF γ and
+    γ = argmin ‖f_k − ΔF γ‖ (least squares by the pseudo-inverse, so a rank-deficient history is harmless), from the
+    recent images Φ_j and residuals f_j, each (..., n, n). β = 1 is plain Anderson mixing."""
     g = torch.stack(images, -1).flatten(-3, -2)  # (..., n², k)
     f = torch.stack(residuals, -1).flatten(-3, -2)  # (..., n², k)
     gamma = torch.linalg.pinv(f.diff(dim=-1)) @ f[..., -1:]  # (..., k − 1, 1)
-    mixed = (g[..., -1:] - g.diff(dim=-1) @ gamma).squeeze(-1)  # (..., n²)
-    return sym(mixed.unflatten(-1, images[0].shape[-2:]))
+    mixed = g[..., -1:] - g.diff(dim=-1) @ gamma + (relaxation - 1) * (f[..., -1:] - f.diff(dim=-1) @ gamma)
+    return sym(mixed.squeeze(-1).unflatten(-1, images[0].shape[-2:]))
 
 
-def _fixed_point(step, G: torch.Tensor, n_iter: int, tol: float, return_info: bool, anderson: int = 0):
+def _fixed_point(step, G: torch.Tensor, n_iter: int, tol: float, return_info: bool, anderson: int = 0,
+                 relaxation: float = 1.0):
     """G ← step(G) at most ``n_iter`` times, stopping once the relative Frobenius change (the largest over the
-    batch) falls below ``tol``; with ``anderson`` = m > 0 each new iterate is the Anderson mixture of the last m + 1
-    (:func:`_anderson_mix`) when that is SPD. Returns G, or (G, :class:`MeanInfo`) with ``return_info``."""
+    batch) falls below ``tol``; with ``anderson`` = m > 0 each new iterate is the Anderson mixture of the last m + 1,
+    with ``relaxation`` β (:func:`_anderson_mix`), when that is SPD. Returns G, or (G, :class:`MeanInfo`) with
+    ``return_info``."""
     change, k = float("inf"), 0
     images, residuals = [], []
     for k in range(1, n_iter + 1):
@@ -262,7 +346,7 @@ def _fixed_point(step, G: torch.Tensor, n_iter: int, tol: float, return_info: bo
         if anderson:
             images, residuals = images[-anderson:] + [G_new], residuals[-anderson:] + [G_new - G]
             if len(images) > 1:
-                mixed = _anderson_mix(images, residuals)
+                mixed = _anderson_mix(images, residuals, relaxation)
                 if bool((torch.linalg.cholesky_ex(mixed).info == 0).all()):
                     G_new = mixed
                 else:

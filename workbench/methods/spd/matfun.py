@@ -173,6 +173,40 @@ def trace_sqrtm(X: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigvalsh(sym(X)).clamp_min(0).sqrt().sum(-1)
 
 
+def sqrtm_near_diagonal(Z: torch.Tensor, target: float, start: torch.Tensor | None = None,
+                        steps: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Z^½ of SPD matrices Z that are close to diagonal (no autograd), by the chord Newton iteration: Newton's step
+    for S² = Z with its Sylvester operator S E + E S frozen at D = diag(z_11, ..., z_nn)^½, so solved entrywise,
+
+        S_{k+1} = S_k + (Z − S_k²) ⊘ (d_i + d_j),
+
+    from S_0 = D or from S_0 = μ ``start`` (an earlier root of a nearby Z, in the same basis), rescaled to the right
+    Frobenius norm, μ² = tr Z / ‖start‖²_F. It converges linearly, at a rate of the order of Z's off-diagonal part
+    relative to the d_i + d_j, from an initial error of the size of Z's change since ``start``. A matrix has
+    converged once a correction is at most ``target`` · ‖Z^½‖_F (‖Z^½‖²_F = tr Z); the iteration ends when every
+    matrix has converged or stalled (a correction above a quarter of the one before), or after ``steps`` steps.
+    Z, start (K, n, n) -> S (K, n, n), converged (K,) bool."""
+    z = Z.diagonal(dim1=-2, dim2=-1)  # (K, n)
+    d = z.clamp_min(0).sqrt()
+    denominator = d.unsqueeze(-1) + d.unsqueeze(-2)  # (K, n, n)
+    threshold = target * d.norm(dim=-1)  # (K,)
+    if start is None:
+        S = torch.diag_embed(d)
+    else:
+        S = start * (z.sum(-1) / start.square().sum((-2, -1))).sqrt()[:, None, None]
+    converged = torch.zeros_like(threshold, dtype=torch.bool)
+    last = torch.full_like(threshold, float("inf"))
+    for _ in range(steps):
+        E = torch.baddbmm(Z, S, S, alpha=-1).div_(denominator)  # (Z − S²) ⊘ (d_i + d_j)
+        S.add_(E)
+        size = E.norm(dim=(-2, -1))  # (K,)
+        converged |= size <= threshold
+        if bool((converged | (size > 0.25 * last)).all()):
+            break
+        last = size
+    return S, converged
+
+
 # --- Lyapunov ----------------------------------------------------------------------------------------------
 
 def _lyap_solve(lam: torch.Tensor, U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
