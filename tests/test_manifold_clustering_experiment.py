@@ -11,7 +11,7 @@ import pytest
 import workbench
 from workbench.experiment import ConfigError, configure
 from workbench.experiments.manifold_clustering import (DATASETS, cluster_baseline, digit_augmenter, make_dataset,
-                                                       run_baselines)
+                                                       run_baselines, self_expression_connectivity)
 from workbench.methods import mlc
 
 TINY = dict(n_samples=120, hidden=32, feature_dim=8, tcr_steps=20, mlc_steps=10, baselines=["kmeans", "spectral"])
@@ -153,3 +153,18 @@ def test_panel_runs_headlessly_and_draws_the_live_picture(tmp_path):
     panel.values.eta = 0.0  # Run judges the working copy: a bad η is an alert, nothing is recorded
     assert panel.run() is False and "'eta'" in panel.alert.object
     assert len(store.list()) == 1
+
+
+def test_self_expression_connectivity_is_zero_for_split_clusters_and_m_over_m_minus_1_for_cliques():
+    y = np.repeat([0, 1], 4)
+    C = np.kron(np.eye(2), np.ones((4, 4)) - np.eye(4))  # two cliques of 4, no edge between them
+    assert self_expression_connectivity(C, y) == pytest.approx(4 / 3)
+    C[:2, 2:4] = C[2:4, :2] = C[4:6, 6:] = C[6:, 4:6] = 0  # each cluster falls apart into two pairs
+    assert self_expression_connectivity(C, y) == pytest.approx(0, abs=1e-12)
+
+
+def test_self_expressive_baselines_report_connectivity_and_leak():
+    X, y = make_dataset("subspaces", 150, 3, ambient_dim=20, manifold_dim=3, noise=0.0, seed=0)
+    table = run_baselines(X, y, 3, ["ssc", "ensc"])
+    for scores in table.values():
+        assert scores["accuracy"] > 0.95 and scores["leak"] < 1e-3 and scores["connectivity"] > 0
