@@ -25,6 +25,7 @@ jupyter_client's as before. Unix only (``os.fork``).
 """
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -173,6 +174,7 @@ def _fork(request: dict, kernels: set[int]) -> dict:
     if sys.modules["torch"].cuda.is_initialized():  # a fork cannot use its parent's CUDA context
         raise RuntimeError(f"importing experiment {request['name']!r} initialised CUDA; it must do so at run time")
     sys.stdout.flush()
+    gc.freeze()  # the objects so far are the kernels' too: their collections must not touch (and copy) them
     pid = os.fork()
     if pid == 0:
         _become_kernel(request, os.getppid())
