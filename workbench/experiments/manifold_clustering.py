@@ -197,7 +197,9 @@ def omp_self_expression(X: np.ndarray, k_max: int = 3) -> np.ndarray:
     """SSC-OMP's codes C (n, n) (You, Robinson, Vidal, CVPR 2016): each unit-normalised sample x_i is coded by
     at most ``k_max`` *other* samples, min_c ‖x_i − X c‖² s.t. ‖c‖₀ ≤ k_max, c_i = 0, with scikit-learn's
     ``orthogonal_mp``. Greedy: of several nearly collinear samples of one cluster it takes one, and once the
-    cluster's few directions are used up the residual is coded by other clusters."""
+    cluster's few directions are used up the residual is coded by other clusters. k_max = 3: of the MLC paper's
+    grid {3, 5, 10, 20} the best on Z_TCR and on Z_MLC on every one of digits seeds 3–7 (larger k_max codes the
+    residual by other digits)."""
     from sklearn.linear_model import orthogonal_mp
 
     Xn = _unit_rows(X)  # (n, D)
@@ -216,7 +218,11 @@ def elastic_net_self_expression(X: np.ndarray, gamma: float = 5.0, tau: float = 
     the others, min_c τ‖c‖₁ + (1 − τ)/2 ‖c‖² + γ/2 ‖x_i − X c‖², c_i = 0 (``ChongYou/subspace-clustering`` with
     ``gamma_nz=False``), with scikit-learn's ``ElasticNet`` (its objective divided by γD: alpha = 1/(γD),
     l1_ratio = τ). The l2 part spreads the code over *groups* of correlated samples (the elastic net's grouping
-    effect) where the l1 part alone takes one of them: it keeps a tight, low-rank cluster connected."""
+    effect) where the l1 part alone takes one of them: it keeps a tight, low-rank cluster connected.
+
+    Defaults γ = 5, τ = 0.9: from the MLC paper's grid γ ∈ {1, 5, 10, 50, 100} × τ ∈ {0.9, 0.95, 1}, the best
+    mean accuracy over Z_TCR and Z_MLC together on digits seeds 3–7 (0.778; γ ∈ {1, 100}, run on seed 3, and
+    τ = 1, run on seeds 3 and 4, had lower means there)."""
     from sklearn.linear_model import ElasticNet
 
     Xn = _unit_rows(X)  # (n, D)
@@ -228,22 +234,6 @@ def elastic_net_self_expression(X: np.ndarray, gamma: float = 5.0, tau: float = 
         others = everyone[everyone != i]
         C[i, others] = model.fit(Xn[others].T, Xn[i]).coef_  # (n − 1,)
     return C
-
-
-def ssc_omp(X: np.ndarray, n_clusters: int, k_max: int = 3, seed: int = 0) -> np.ndarray:
-    """Sparse subspace clustering by orthogonal matching pursuit: :func:`omp_self_expression`, then
-    :func:`self_expressive_labels`. k_max = 3: of the MLC paper's grid {3, 5, 10, 20} the best on Z_TCR and on
-    Z_MLC on every one of digits seeds 3–7 (larger k_max codes the residual by other digits)."""
-    return self_expressive_labels(omp_self_expression(X, k_max), n_clusters, seed)
-
-
-def ensc(X: np.ndarray, n_clusters: int, gamma: float = 5.0, tau: float = 0.9, seed: int = 0) -> np.ndarray:
-    """Elastic-net subspace clustering: :func:`elastic_net_self_expression`, then :func:`self_expressive_labels`.
-
-    Defaults γ = 5, τ = 0.9: from the MLC paper's grid γ ∈ {1, 5, 10, 50, 100} × τ ∈ {0.9, 0.95, 1}, the best
-    mean accuracy over Z_TCR and Z_MLC together on digits seeds 3–7 (0.778; γ ∈ {1, 100}, run on seed 3, and
-    τ = 1, run on seeds 3 and 4, had lower means there)."""
-    return self_expressive_labels(elastic_net_self_expression(X, gamma, tau), n_clusters, seed)
 
 
 def self_expression_connectivity(C: np.ndarray, labels) -> float:
@@ -272,7 +262,8 @@ SELF_EXPRESSIVE = ("ssc", "ensc")
 
 
 def self_expression(method: str, X: np.ndarray, ssc_kmax: int = 3) -> np.ndarray:
-    """The codes C (n, n) of a self-expressive baseline (``ssc`` or ``ensc``, defaults as in :func:`ensc`)."""
+    """The codes C (n, n) of a self-expressive baseline: ``ssc`` (:func:`omp_self_expression`) or ``ensc``
+    (:func:`elastic_net_self_expression` at its defaults); labels by :func:`self_expressive_labels`."""
     X = np.asarray(X, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # EnSC's 200 coordinate-descent sweeps
@@ -508,6 +499,5 @@ class ManifoldClustering(Experiment):
         return Result(metrics=metrics, artifacts=artifacts)
 
 
-__all__ = ["BASELINES", "DATASETS", "ManifoldClustering", "cluster_baseline", "elastic_net_self_expression", "ensc",
-           "make_dataset", "omp_self_expression", "run_baselines", "self_expression", "self_expression_connectivity",
-           "ssc_omp"]
+__all__ = ["BASELINES", "DATASETS", "ManifoldClustering", "cluster_baseline", "elastic_net_self_expression",
+           "make_dataset", "omp_self_expression", "run_baselines", "self_expression", "self_expression_connectivity"]
