@@ -26,6 +26,7 @@ jupyter_client's as before. Unix only (``os.fork``).
 from __future__ import annotations
 
 import gc
+import importlib
 import importlib.util
 import json
 import os
@@ -178,9 +179,14 @@ def _run_kernel(argv: list[str]) -> None:
         os._exit(status)
 
 
+def warm_up(name: str) -> None:
+    """Import what every run of experiment ``name`` imports."""
+    importlib.import_module("torch._dynamo")  # imported by torch's optimizers on their first step
+    importlib.import_module("workbench").get(name)  # workbench, then the experiment's module
+
+
 def _fork(request: dict, kernels: set[int]) -> int:
     """Fork a kernel for the request: its pid here, 0 in the kernel."""
-    from workbench.warm_kernels import warm_up
     warm_up(request["name"])  # the experiment's module, imported once
     if sys.modules["torch"].cuda.is_initialized():  # a fork cannot use its parent's CUDA context
         raise RuntimeError(f"importing experiment {request['name']!r} initialised CUDA; it must do so at run time")

@@ -7,9 +7,8 @@ twice over:
 
 - its kernels are forked from one process that imported all of that once (:mod:`workbench.kernel_factory`),
   so a kernel costs only ipykernel's own start-up;
-- it starts each kernel before its point needs it, while earlier points run. The kernel runs ``warm_up`` as it
-  starts (ipykernel's ``exec_lines``, one statement that binds no name, so the notebook still starts from an
-  empty namespace): with the modules inherited, that only checks they are there.
+- it starts each kernel before its point needs it, while earlier points run. The modules come inherited, not
+  imported by the notebook, so the notebook still starts from an empty namespace.
 
 Each kernel lives in a temporary folder of its own, ``workbench-point-*`` (its working directory, its connection
 file and IPC sockets, its output log), and in a session of its own, so :meth:`Kernel.kill` ends it with every
@@ -17,8 +16,6 @@ process it started. A kernel whose factory ends (the sweep's process died) ends 
 """
 from __future__ import annotations
 
-import importlib
-import json
 import os
 import shutil
 import signal
@@ -31,13 +28,6 @@ from jupyter_client import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from workbench.kernel_factory import ForkProvisioner, KernelFactory
-
-
-def warm_up(name: str) -> None:
-    """Inside a starting kernel: import what every run of experiment ``name`` imports."""
-    importlib.import_module("torch._dynamo")  # imported by torch's optimizers on their first step
-    importlib.import_module("workbench").get(name)  # workbench, then the experiment's module
-
 
 SOCKET_PATH_LIMIT = 100  # bytes of a Unix socket's path: sun_path holds 103 on macOS, 107 on Linux
 
@@ -78,10 +68,8 @@ class Kernel:
                                       connection_file=str(self.folder / "kernel.json"), kernel_id=str(uuid.uuid4()))
         self.km.provisioner = ForkProvisioner(factory, name, str(self.log), kernel_id=self.km.kernel_id,
                                               kernel_spec=self.km.kernel_spec, parent=self.km)
-        warm = f"__import__('workbench.warm_kernels', fromlist=['warm_up']).warm_up({name!r})"
         try:
-            run_sync(self.km.start_kernel)(cwd=str(self.folder), env=env,
-                                           extra_arguments=[f"--IPKernelApp.exec_lines={json.dumps([warm])}"])
+            run_sync(self.km.start_kernel)(cwd=str(self.folder), env=env)
         except BaseException:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise
