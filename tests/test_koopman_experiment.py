@@ -106,15 +106,17 @@ def test_lifted_observation_has_64_channels():
 
 
 def test_stop_flag_ends_the_run_early():
-    stop = threading.Event()
+    stop, stopped_at = threading.Event(), []
 
     def progress(event):
-        if event.step >= 30:
+        if event.step >= 30 and not stop.is_set():
+            stopped_at.append(event.step)
             stop.set()
 
     result = workbench.run("koopman", **(TINY | {"steps": 5000}), progress=progress, stop=stop)
     assert result.status == "stopped"
-    assert result.metrics["steps_done"] == 50  # events every 50 steps: stopped right after the first
+    # events every 50 steps, or sooner on a slow machine (every half second): no step after the one that stopped it
+    assert stopped_at and result.metrics["steps_done"] == stopped_at[0] <= 50
 
 
 def test_payload_draws_with_the_live_plot():

@@ -101,8 +101,12 @@ def test_lamb_with_trust_ratio_one_is_adam(seed):
     kw = dict(lr=1e-2, betas=(0.9, 0.99), eps=1e-6)
     ours, _ = train(lambda ps: LAMB(ps, adam=True, debias=True, **kw), steps=20, seed=seed)
     ref, _ = train(lambda ps: torch.optim.Adam(ps, foreach=False, **kw), steps=20, seed=seed)
-    for a, b in zip(ours, ref):  # equal up to op order (r is divided by 1 − β1^t before × lr): parameters move ~0.2
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # equal up to op order (r is divided by 1 − β1^t before × lr): parameters move ~0.2. A coordinate whose gradient
+    # nearly cancels (|g| ~ ε) amplifies that rounding through r = m/(√v + ε): max |Δ| measured over seeds 0-5 was
+    # 9e-8 to 6.6e-7, except 1.1e-5 at one coordinate for seed 0 on an AVX-512 CPU (another CPU's matmul rounding moves
+    # which coordinate). A wrong rule (bias correction, ε's place) moves every coordinate by ~1e-3.
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=3e-5)
     # with decay inside u: W − lr·(r + λW) = AdamW's W(1 − lr·λ) − lr·r
     ours, _ = train(lambda ps: LAMB(ps, adam=True, weight_decay=0.1, **kw), steps=20, seed=seed)
     ref, _ = train(lambda ps: torch.optim.AdamW(ps, weight_decay=0.1, foreach=False, **kw), steps=20, seed=seed)
@@ -150,9 +154,10 @@ def test_lamb_debias_matches_torch_optimizer_with_its_hyperparameters_mapped():
         c = bc1 / math.sqrt(bc2)
         ref.param_groups[0].update(lr=lr * c, eps=eps * math.sqrt(bc2), weight_decay=wd * c)
         ref.step(closure)
-    # op order only: max |Δ| measured 3.7e-8 here (seeds 1-3: up to 6.0e-8), 1 to 2 ulp of |W| ≤ 0.42 (ulp 3.0e-8)
+    # op order only: max |Δ| measured 3.7e-8 (seeds 1-3: up to 6.0e-8), and 6.7e-8 on an AVX-512 CPU, 1 to 3 ulp of
+    # |W| ≤ 0.42 (ulp 3.0e-8); the unmapped rule is 1.8e-2 away
     for a, b in zip(ours, params):
-        torch.testing.assert_close(a, b, rtol=0, atol=2 * 2.0**-25)  # 2 ulp of 0.42: 6.0e-8
+        torch.testing.assert_close(a, b, rtol=0, atol=4 * 2.0**-25)  # 4 ulp of 0.42: 1.2e-7
 
 
 # ------------------------------------------------------------------------------- quantization

@@ -230,7 +230,9 @@ def test_cholesky_distance_matches_the_eigen_route_and_broadcasts(dtype, cond):
     reference = bw_distance(A[:, None].clone().requires_grad_(), B[None]).detach()
     assert fast.shape == (6, 5)
     assert close(fast, reference, TOL[dtype])
-    assert close(fast[2, 3], bw_distance(A[2], B[3]), 1e-12 if dtype == F64 else 1e-6)
+    # one pair alone: float32's batched and single LAPACK calls round differently, measured up to 4.3e-6 apart at
+    # κ = 1e4 (each within 6e-6 of float64); a wrong pairing of A and B is off by O(1)
+    assert close(fast[2, 3], bw_distance(A[2], B[3]), 1e-12 if dtype == F64 else 3e-5)
     assert close(bw_distance(A[:, None], B[None], squared=True), fast**2, TOL[dtype])
 
 
