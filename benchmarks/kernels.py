@@ -2,6 +2,17 @@
 
     .venv/bin/python benchmarks/kernels.py                    # every case
     .venv/bin/python benchmarks/kernels.py --only lion,adamw  # cases whose family or name contains a word
+    .venv/bin/python benchmarks/kernels.py --quick            # a short GPU check: no torch.compile, 10 repeats
+    .venv/bin/python benchmarks/kernels.py --compile-only     # no GPU: what each kernel compiles to (below)
+
+--quick keeps the shapes, at which the kernels' targets are stated, and leaves out torch.compile, whose compilation
+takes minutes, with 10 repeats after 2 warm-up calls (which include the kernels' own compilation and tuning).
+
+--compile-only compiles every kernel, at every launch configuration its dispatch can choose for these cases' shapes
+and for the methods' defaults, for sm_80, sm_90 and (where this Triton can) sm_100, on the CPU, and prints
+registers, spill bytes, shared memory and instructions per launch; it exits 1 if one fails to compile, spills or
+needs more shared memory than its architecture has (workbench.kernels.compile_report; with --quick, the test
+suite's subset).
 
 Each case times every implementation side by side in one process on the same inputs: the median of --repeats
 calls timed with CUDA events, the calls in a new random order per repeat, after --warmup calls (which also
@@ -21,6 +32,7 @@ import argparse
 import math
 import random
 import statistics
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -43,6 +55,7 @@ class Row:
 class Bench:
     repeats: int
     warmup: int
+    leave_out: set[str] = field(default_factory=set)  # implementations not run (--quick: "compile")
     copy_bandwidth: float = 0.0  # bytes/s, measured
     matmul_rate: float = 0.0  # FLOP/s, measured
     notes: list[str] = field(default_factory=list)  # implementations that failed, and why
@@ -70,7 +83,8 @@ class Bench:
                 bytes_moved: float | None = None, flops: float | None = None) -> list[Row]:
         """Rows of each implementation (one of them named "eager"), with bytes_moved or flops per call. One that
         raises on its first call (torch.compile can) gets no row, and the error goes to `notes`."""
-        impls = {name: fn for name, fn in impls.items() if self.runs(f"{family}, {case}, {name}", fn)}
+        impls = {name: fn for name, fn in impls.items()
+                 if name not in self.leave_out and self.runs(f"{family}, {case}, {name}", fn)}
         seconds = dict(zip(impls, self.median_seconds(list(impls.values()))))
         if bytes_moved:
             work, peak, unit = bytes_moved, self.copy_bandwidth, "GB/s"
@@ -240,16 +254,25 @@ def print_table(rows: list[Row], bench: Bench) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=50, help="timed calls per implementation (median)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed calls first (they also compile)")
+    parser.add_argument("--repeats", type=int, help="timed calls per implementation (median; 50, 10 with --quick)")
+    parser.add_argument("--warmup", type=int, help="untimed calls first, which also compile (5, 2 with --quick)")
     parser.add_argument("--only", default="", help="comma-separated words; run the cases whose name contains one")
+    parser.add_argument("--quick", action="store_true", help="no torch.compile, 10 repeats after 2 warm-up calls")
+    parser.add_argument("--compile-only", action="store_true", help="compile the kernels for sm_80/90/100 on the "
+                        "CPU and report registers, spills, shared memory; exit 1 on a failure (no GPU needed)")
     args = parser.parse_args()
+    if args.compile_only:
+        from workbench.kernels import compile_report
+
+        sys.exit(compile_report.main(["--quick"] * args.quick))
     if not torch.cuda.is_available():
         print("No CUDA device: the kernel benchmarks need one (the kernels are tested on CPU by the interpreter).")
         return
     import triton
 
-    bench = Bench(args.repeats, args.warmup)
+    repeats, warmup = (10, 2) if args.quick else (50, 5)
+    bench = Bench(repeats if args.repeats is None else args.repeats, warmup if args.warmup is None else args.warmup,
+                  leave_out={"compile"} if args.quick else set())
     bench.measure_peaks()
     versions = f"torch {torch.__version__}, triton {triton.__version__}"
     print(f"# Kernel benchmarks: {torch.cuda.get_device_name()}, {versions}\n")

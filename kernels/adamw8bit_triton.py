@@ -1,6 +1,6 @@
 """The AdamW8bit update of all 8-bit states of a param group in one Triton launch per device and dtypes, beside its
 plain-torch reference `workbench.optim.adamw8bit.adamw8bit_torch_` (what AdamW8bit(fused=False) runs); the optimizer
-picks it for CUDA parameters (`AdamW8bit._fused_pass`, through `multi_tensor.on_device`).
+picks it for dense CUDA parameters, after its self-check (`AdamW8bit._fused_pass`, `workbench.kernels.selfcheck`).
 
 Each program takes ROWS blocks of B = 256 elements of one tensor, as a (ROWS, B) tile, and makes one pass over
 memory: it reads W, g, the uint8 codes q_m, q_v and the block absmax a_m, a_v, and writes them back. In float32,
@@ -12,6 +12,16 @@ with the arithmetic and the order of the numba CPU pass (`workbench.kernels.adam
     a = max|m| over the block, y = m·(1/a), q_m = nearest code to y    re-quantize (v likewise), tables of
                                                                        workbench.optim.quantization.lookup_tables
 
+The two bias corrections depend on the step t, which the kernel reads from the state's "step" tensor (moved to the
+parameter's device on first use), so that nothing the host computes changes from step to step: the tables of
+addresses, of chunks and of the code books are built once per set of tensors (`multi_tensor`), the step reads no
+device value on the host, and a CUDA graph can capture it (with the optimizer's on-device `step += 1`). Each
+program computes them in float64, as the host computes them for the other passes (Python floats), and rounds them
+to float32 once: √(1 − β2^t) and −lr / (1 − β1^t) with β^t = exp(t·log β), lr and log β passed as float64 bits.
+exp(t·log β) is within a few float64 ulp of Python's β**t, which moves the float32 results only where the float64
+value lies within ~1e-13 (relative) of a float32 rounding boundary, about once in a million steps (and then by an
+ulp of the bias correction); in the tests' steps the results equal the numba pass's bit for bit.
+
 The launch disables Triton's mul+add contraction (enable_fp_fusion=False), so only the explicit fma are fused.
 So codes and absmax equal the torch path's bit for bit, and W equals the numba pass's (tested through the
 interpreter). W differs from the torch path by the rounding of √v/√(1 − β2^t): torch's CPU sqrt is not always
@@ -22,6 +32,7 @@ nearest even once at the end, as the torch path's p.copy_), the gradient likewis
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -29,11 +40,12 @@ import triton
 import triton.language as tl
 
 from workbench.kernels.multi_tensor import (
-    DTYPES, chunk_table, current, float_bits, launches, pointer, scalar, tensor_table, to_device,
+    DTYPES, chunk_table, current, double, double_bits, launches, pointer, tensor_table, to_device,
 )
 from workbench.optim.quantization import BLOCK, CELL_OFFSET, CELL_SHIFT, lookup_tables
 
 ROWS = 4  # blocks of BLOCK elements per program
+STATE_KEYS = ("exp_avg", "exp_avg_absmax", "exp_avg_sq", "exp_avg_sq_absmax")  # q_m, a_m, q_v, a_v
 
 
 @triton.jit
@@ -52,20 +64,22 @@ def _quantize(x, mask, table0, table1, NEAREST: tl.constexpr, CELL_SHIFT: tl.con
     return q, absmax
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["lr", "log_beta1", "log_beta2"])  # float64 bits: one compilation for all values
 def _adamw8bit_kernel(
     tensors, chunks, code_m, code_v, table_m0, table_m1, table_v0, table_v1,
-    beta1, one_minus_beta1, beta2, one_minus_beta2, eps, decay,
+    beta1, one_minus_beta1, beta2, one_minus_beta2, eps, decay, lr, log_beta1, log_beta2,
     W_DTYPE: tl.constexpr, G_DTYPE: tl.constexpr, NEAREST: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
     CELL_SHIFT: tl.constexpr, CELL_OFFSET: tl.constexpr,
 ):
     """ROWS blocks of one tensor: dequantize m, v; the AdamW update of m, v, W; re-quantize m, v (module docstring)."""
     tensor, start = tl.load(chunks + 2 * tl.program_id(0)), tl.load(chunks + 2 * tl.program_id(0) + 1)
-    row = tensors + 9 * tensor  # (W, g, q_m, a_m, q_v, a_v, numel, √(1 − β2^t), −lr/(1 − β1^t))
+    row = tensors + 8 * tensor  # (W, g, q_m, a_m, q_v, a_v, numel, t)
     W_ptr, g_ptr = pointer(row, 0, W_DTYPE), pointer(row, 1, G_DTYPE)
     qm_ptr, am_ptr = pointer(row, 2, tl.uint8), pointer(row, 3, tl.float32)
     qv_ptr, av_ptr = pointer(row, 4, tl.uint8), pointer(row, 5, tl.float32)
-    n, bias2, step_size = tl.load(row + 6), scalar(row, 7), scalar(row, 8)
+    n, t = tl.load(row + 6), tl.load(pointer(row, 7, tl.float32)).to(tl.float64)
+    bias2 = tl.sqrt(1.0 - tl.exp(t * double(log_beta2))).to(tl.float32)  # √(1 − β2^t), float64 √ correctly rounded
+    step_size = (-double(lr) / (1.0 - tl.exp(t * double(log_beta1)))).to(tl.float32)  # −lr/(1 − β1^t)
     blocks = start // BLOCK + tl.arange(0, ROWS)  # (ROWS,)
     offsets = blocks[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]  # (ROWS, B)
     mask, block_mask = offsets < n, blocks * BLOCK < n
@@ -91,10 +105,19 @@ def _adamw8bit_kernel(
     tl.store(av_ptr + blocks, a_v, mask=block_mask)
 
 
-def _kernel_tables(code: torch.Tensor, rounding: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernel's (table0, table1) of a code book: (first, threshold) for "nearest", (lut, lut) for "bnb_lut"."""
-    tables = lookup_tables(code, rounding, device)
-    return tables if rounding == "nearest" else tables * 2
+@functools.lru_cache(maxsize=16)
+def _code_tables(code_m: bytes, code_v: bytes, rounding: str, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The code books (float32 bytes) on `device` and the kernel's (table0, table1) of each: (first, threshold)
+    for "nearest", (lut, lut) for "bnb_lut"; built once per code books, rounding and device."""
+    codes = [torch.frombuffer(bytearray(code), dtype=torch.float32) for code in (code_m, code_v)]  # (256,) each
+    tables = [lookup_tables(code, rounding, device) for code in codes]
+    return (*(to_device(code, device) for code in codes),
+            *(t for pair in tables for t in (pair if rounding == "nearest" else pair * 2)))
+
+
+def _log(beta: float) -> float:
+    """log β for β^t = exp(t·log β); −inf for β = 0, whose powers (t ≥ 1) are 0."""
+    return math.log(beta) if beta > 0 else -math.inf
 
 
 def adamw8bit_triton_(
@@ -110,26 +133,25 @@ def adamw8bit_triton_(
     weight_decay: float,
     rounding: str,
 ) -> None:
-    """One AdamW8bit update of dense CUDA parameters W (in place) and their 8-bit states (exp_avg / exp_avg_sq
-    uint8 codes of W's shape, their absmax, step t already counted), one launch per device and (W, g) dtypes;
-    the code books may be on any device."""
+    """One AdamW8bit update of dense parameters W (in place; on CUDA, or CPU under the interpreter) and their 8-bit
+    states (exp_avg / exp_avg_sq uint8 codes of W's shape, their absmax, step t already counted), one launch per
+    device and (W, g) dtypes. A step counter not on its parameter's device is moved there (once: on the first step,
+    or after a state_dict loaded elsewhere). The code books are best kept on the CPU (the optimizer's are): their
+    values key the cached device tables, and reading a CUDA code book's values waits for the device."""
     beta1, beta2 = betas
+    code_bytes = tuple(code.detach().float().cpu().numpy().tobytes() for code in (code_m, code_v))
     for (device, W_dtype, g_dtype), index in launches(W, g).items():
-        codes = to_device(code_m, device), to_device(code_v, device)
-        tables = _kernel_tables(code_m, rounding, device) + _kernel_tables(code_v, rounding, device)
-        rows = []
         for i in index:
-            s, t = states[i], states[i]["step"].item()
-            rows.append([
-                W[i], g[i], s["exp_avg"], s["exp_avg_absmax"], s["exp_avg_sq"], s["exp_avg_sq_absmax"], W[i].numel(),
-                float_bits(math.sqrt(1.0 - beta2**t)), float_bits(-lr / (1.0 - beta1**t)),
-            ])
-        tensors = tensor_table(rows, device)  # (T, 9)
+            if states[i]["step"].device != device:
+                states[i]["step"] = states[i]["step"].to(device, torch.float32)
+        rows = [[W[i], g[i], *(states[i][k] for k in STATE_KEYS), W[i].numel(), states[i]["step"]] for i in index]
+        tensors = tensor_table(rows, device)  # (T, 8)
         chunks = chunk_table(tuple(W[i].numel() for i in index), ROWS * BLOCK, device)  # (C, 2)
         with current(device):
             _adamw8bit_kernel[(chunks.shape[0],)](
-                tensors, chunks, *codes, *tables,
+                tensors, chunks, *_code_tables(*code_bytes, rounding, device),
                 float(beta1), 1.0 - beta1, float(beta2), 1.0 - beta2, float(eps), 1.0 - lr * weight_decay,
+                double_bits(lr), double_bits(_log(beta1)), double_bits(_log(beta2)),
                 DTYPES[W_dtype], DTYPES[g_dtype], rounding == "nearest", ROWS, BLOCK, CELL_SHIFT, CELL_OFFSET,
                 enable_fp_fusion=False,
             )

@@ -1,6 +1,6 @@
 """The Lion step (workbench.optim.Lion) over all tensors of a param group as a Triton kernel, one launch per group
 and dtypes. Its plain-torch reference (torch's `_foreach_*` ops) and the dispatch `lion_step_`, which imports this
-module only for CUDA tensors, are `workbench.kernels.lion`.
+module only when the kernel runs, are `workbench.kernels.lion`.
 
 Per element, with m the momentum and g the gradient (Chen et al. 2023, Algorithm 2):
 
@@ -14,6 +14,9 @@ computes in float32 and rounds W after the decay, c, and the results to the tens
 reference stores them, so its results equal the reference's bit for bit in float32, bfloat16 and float16
 (tested); the launch disables Triton's mul+add contraction, so the only fused operations are the explicit fma
 that torch's lerp performs as well.
+
+The tables of addresses and chunks are built on the first step over a set of tensors and reused (`multi_tensor`),
+and the hyperparameters are launch arguments: a step copies nothing to the device, and a CUDA graph can capture it.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def lion_triton_(
     W: list[torch.Tensor], g: list[torch.Tensor], m: list[torch.Tensor], *, lr: float, betas: tuple[float, float],
     weight_decay: float,
 ) -> None:
-    """One Lion step by the kernel: one launch per device and (W, g, m) dtypes, every tensor dense."""
+    """One Lion step by the kernel: one launch per device and (W, g, m) dtypes, every tensor dense (on CUDA, or on
+    the CPU under the interpreter)."""
     beta1, beta2 = betas
     for (device, W_dtype, g_dtype, m_dtype), index in launches(W, g, m).items():
         tensors = tensor_table([[W[i], g[i], m[i], W[i].numel()] for i in index], device)  # (T, 4)

@@ -1,6 +1,6 @@
 """Triton is imported only when a kernel runs: the methods and optimizers import without it, and their CPU paths run
-where it is missing (e.g. on macOS). Checked in a fresh interpreter, since this one has imported Triton for the
-interpreter (conftest)."""
+where it is missing (e.g. on macOS), also with WORKBENCH_KERNELS=triton (Triton runs nowhere there). Checked in a
+fresh interpreter, since this one has imported Triton for the interpreter (conftest)."""
 import subprocess
 import sys
 
@@ -17,6 +17,12 @@ model = LightSB(3, 4, epsilon=0.3)  # diagonal S: through the log-sum-exp dispat
 model.loss(torch.randn(8, 3), torch.randn(8, 3)).backward()
 model.mixture_weights(torch.randn(8, 3))
 Lion(model.parameters()).step()  # torch's Optimizer probes for triton itself (torch._dynamo), and copes
+sqrt_and_invsqrt(torch.eye(3).expand(2, 3, 3))
+
+import os
+os.environ.update(WORKBENCH_KERNELS='triton', TRITON_INTERPRET='1')  # the kernels wherever Triton runs: nowhere here
+model.loss(torch.randn(8, 3), torch.randn(8, 3)).backward()
+Lion(model.parameters()).step()
 sqrt_and_invsqrt(torch.eye(3).expand(2, 3, 3))
 """
 

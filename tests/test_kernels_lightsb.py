@@ -43,10 +43,33 @@ def test_logsumexp_and_weights_match_the_reference(shape, kind):
     torch.testing.assert_close(weights.double(), weights_reference(x.double(), eta.double()), rtol=1e-4, atol=1e-6)
 
 
-def test_default_tiles_match_the_reference():
-    x, eta = problem(70, 65, 20)
+def assert_gradients_match(x, eta, blocks):
+    """∂/∂x and ∂/∂η of Σ_n g_n lse_n by the kernels (tiles `blocks`) against autograd through the float64 reference."""
+    g = torch.randn(x.shape[0], device=DEVICE)
+    x64, eta64 = x.double().requires_grad_(), eta.double().requires_grad_()
+    dx_ref, deta_ref = torch.autograd.grad(logsumexp_reference(x64, eta64), (x64, eta64), g.double())
+    x, eta = x.requires_grad_(), eta.requires_grad_()
+    dx, deta = torch.autograd.grad(mixture_logsumexp_triton(x, eta, blocks), (x, eta), g)
+    scale_x, scale_eta = dx_ref.abs().max().item(), deta_ref.abs().max().item()
+    torch.testing.assert_close(dx.double(), dx_ref, rtol=1e-4, atol=1e-5 * max(scale_x, 1))
+    torch.testing.assert_close(deta.double(), deta_ref, rtol=1e-4, atol=1e-5 * max(scale_eta, 1))
+
+
+@pytest.mark.parametrize("shape", [(70, 65, 20), (40, 33, 5)], ids=str)
+def test_default_tiles_match_the_reference(shape):
+    """The dispatch's tiles, per kernel: a gradient program writes 64 columns of D past D = 16 (here 20 of them,
+    the rest masked) while its products step through D by 16, and 16 columns up to D = 16."""
+    x, eta = problem(*shape)
     torch.testing.assert_close(mixture_logsumexp_triton(x, eta).double(),
                                logsumexp_reference(x.double(), eta.double()), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mixture_weights_triton(x, eta).double(), weights_reference(x.double(), eta.double()),
+                               rtol=1e-4, atol=1e-6)
+    assert_gradients_match(x, eta, None)
+
+
+def test_gradient_programs_wider_than_the_products_step():
+    """BLOCK_O = 32 columns of D per gradient program (the second one 8 wide), the products over D in steps of 16."""
+    assert_gradients_match(*problem(50, 40, 40), Blocks(16, 16, 16, 32))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -64,15 +87,7 @@ def test_half_precision_inputs_are_computed_in_float32(dtype):
 @pytest.mark.parametrize("kind", ["normalizer", "potential"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_gradients_match_autograd_through_the_reference(shape, kind):
-    x, eta = problem(*shape, kind)
-    g = torch.randn(shape[0], device=DEVICE)
-    x64, eta64 = x.double().requires_grad_(), eta.double().requires_grad_()
-    dx_ref, deta_ref = torch.autograd.grad(logsumexp_reference(x64, eta64), (x64, eta64), g.double())
-    x, eta = x.requires_grad_(), eta.requires_grad_()
-    dx, deta = torch.autograd.grad(mixture_logsumexp_triton(x, eta, SMALL), (x, eta), g)
-    scale_x, scale_eta = dx_ref.abs().max().item(), deta_ref.abs().max().item()
-    torch.testing.assert_close(dx.double(), dx_ref, rtol=1e-4, atol=1e-5 * max(scale_x, 1))
-    torch.testing.assert_close(deta.double(), deta_ref, rtol=1e-4, atol=1e-5 * max(scale_eta, 1))
+    assert_gradients_match(*problem(*shape, kind), SMALL)
 
 
 def test_eta_gradient_alone_skips_the_x_kernel():

@@ -23,13 +23,19 @@ copies bitsandbytes' CPU quantizer (a 65,536-point grid, see quantization.py) an
 fused=False, reproduces bitsandbytes' CPU AdamW8bit bit for bit, at the cost of coarser small
 values (an exact 0 in m or v is stored as ≈2e-5·a). The two differ by about 0.5 % of the parameter movement after 20 steps
 (method note §6); the CUDA kernel of bitsandbytes was not compared.
-`fused` (constructor argument, as torch.optim's): True (default) runs the update of an 8-bit
-state on a contiguous fp32 CPU parameter as one compiled pass per 256-block
-(`workbench.kernels.adamw8bit_cpu`, same arithmetic, codes and absmax bit for bit; its square root is
-the correctly rounded one, torch's CPU sqrt is not, so weights can differ by an ulp per step), and
-the 8-bit states of a group's dense CUDA parameters (fp32, bf16 or fp16) in one Triton launch
-(`workbench.kernels.adamw8bit_triton`, the same arithmetic again). `_fused_pass` decides.
-Everything else, and everything with fused=False, runs the torch ops of `adamw8bit_torch_`, on any device.
+`fused` (constructor argument, as torch.optim's): True (default) runs the 8-bit states of a group's
+dense parameters (fp32, bf16 or fp16) in one Triton launch (`workbench.kernels.adamw8bit_triton`) where
+the switch WORKBENCH_KERNELS lets kernels run (CUDA by default) and the kernel passed its self-check
+(`workbench.kernels.selfcheck`, with `_probe` below), and otherwise the update of an 8-bit state on a
+contiguous fp32 CPU parameter as one compiled pass per 256-block (`workbench.kernels.adamw8bit_cpu`,
+numba); both have the same arithmetic, codes and absmax bit for bit with the torch path (their square
+root is the correctly rounded one, torch's CPU sqrt is not, so weights can differ by an ulp per step).
+`_fused_pass` decides. Everything else, and everything with fused=False, runs the torch ops of
+`adamw8bit_torch_`, on any device. The Triton pass keeps its states' step counters on the parameters'
+device and counts them there, in one launch per group, so that a step reads no device value on the
+host and a CUDA graph can capture it (after one step: see `workbench.kernels.multi_tensor`); the
+other passes count on the host, so a step that sends a CUDA parameter to one of them refuses to be
+captured (min_8bit_size=0 gives every parameter an 8-bit state).
 Defaults as bitsandbytes: lr 1e-3, betas (0.9, 0.999), ε 1e-8, λ 1e-2.
 """
 
@@ -41,8 +47,9 @@ from typing import Callable
 
 import torch
 
+from workbench.kernels import selfcheck
 from workbench.optim.base import Optimizer
-from workbench.optim.quantization import BLOCK, dequantize_blockwise, dynamic_map, quantize_blockwise
+from workbench.optim.quantization import BLOCK, ROUNDINGS, dequantize_blockwise, dynamic_map, quantize_blockwise
 
 
 class AdamW8bit(Optimizer):
@@ -62,7 +69,8 @@ class AdamW8bit(Optimizer):
         )
         super().__init__(params, defaults)
         self.fused = fused
-        self.code_m, self.code_v = dynamic_map(signed=True), dynamic_map(signed=False)  # (256,) each
+        self.code_m, self.code_v = dynamic_map(signed=True), dynamic_map(signed=False)  # (256,) each, CPU
+        self._code_books: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # their copies, per device
 
     @staticmethod
     def _init_state(p: torch.Tensor, quantized: bool) -> dict:
@@ -85,44 +93,93 @@ class AdamW8bit(Optimizer):
 
         for group in self.param_groups:
             hyper = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "rounding")}
-            on_gpu = []  # parameters whose 8-bit state the Triton kernel updates, all in one launch below
+            by_kernel = []  # parameters whose 8-bit state the Triton kernel updates, all in one launch below
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
                 if not state:
                     state.update(self._init_state(p, p.numel() >= group["min_8bit_size"]))
-                state["step"] += 1
                 fused = self._fused_pass(p) if "exp_avg_absmax" in state else None
                 if fused == "triton":
-                    on_gpu.append(p)
+                    by_kernel.append(p)
                     continue
-                code_m, code_v = self.code_m.to(p.device), self.code_v.to(p.device)
+                if p.is_cuda and torch.cuda.is_current_stream_capturing():
+                    raise RuntimeError(
+                        f"AdamW8bit: a parameter of shape {tuple(p.shape)} takes a pass that counts its steps on the "
+                        "host, which a CUDA graph would replay with the step count of its capture; a step can be "
+                        "captured when the Triton kernel updates every parameter (8-bit states, min_8bit_size=0 for "
+                        "small ones; dense float32, bfloat16 or float16 parameters and gradients; fused=True)")
+                if state["step"].device.type != "cpu":  # a state_dict loaded onto the device: these passes read t
+                    state["step"] = state["step"].cpu()  # on the host, so the counter lives there (one copy)
+                state["step"] += 1
+                code_m, code_v = self._code_books_on(p.device)
                 if fused == "numba":
                     from workbench.kernels.adamw8bit_cpu import adamw8bit_update_  # imports numba: only when used
 
                     adamw8bit_update_(p, p.grad, state, code_m, code_v, **hyper)
                 else:
                     adamw8bit_torch_(p, state, code_m, code_v, **hyper)
-            if on_gpu:
+            if by_kernel:
                 from workbench.kernels.adamw8bit_triton import adamw8bit_triton_  # imports triton: only when used
 
-                states = [self.state[p] for p in on_gpu]
-                adamw8bit_triton_(on_gpu, [p.grad for p in on_gpu], states, self.code_m, self.code_v, **hyper)
+                states = [self.state[p] for p in by_kernel]
+                torch._foreach_add_([s["step"] for s in states], 1.0)  # on the device after the first step
+                adamw8bit_triton_(by_kernel, [p.grad for p in by_kernel], states, self.code_m, self.code_v, **hyper)
         return loss
 
+    def _code_books_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The code books on `device`, copied there once (a copy from pageable memory waits for the device)."""
+        if device not in self._code_books:
+            self._code_books[device] = self.code_m.to(device), self.code_v.to(device)
+        return self._code_books[device]
+
     def _fused_pass(self, p: torch.Tensor) -> str | None:
-        """The pass that updates p's 8-bit state, decided here only: with fused=True, "numba" for float32 CPU p and
-        gradient, "triton" for CUDA ones of float32, bfloat16 or float16, all contiguous; None otherwise: the torch
-        ops of `adamw8bit_torch_`."""
+        """The pass that updates p's 8-bit state, decided here only: with fused=True, "triton" where the switch lets
+        kernels run on p's device, p and its gradient are contiguous float32, bfloat16 or float16 and the kernel
+        passed its self-check for p's dtype there; else "numba" for contiguous float32 CPU p and gradient; None
+        otherwise: the torch ops of `adamw8bit_torch_`."""
         if not self.fused:
             return None
-        if p.is_cuda:
-            from workbench.kernels.multi_tensor import on_device  # imports triton: only on CUDA
-
-            return "triton" if on_device([p, p.grad]) else None
+        if selfcheck.dense([p, p.grad]) and selfcheck.use_kernel("adamw8bit", p.dtype, p.device):
+            return "triton"
         cpu = all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in (p, p.grad))
         return "numba" if cpu else None
+
+
+@selfcheck.probe("adamw8bit")
+def _probe(dtype: torch.dtype, device: torch.device) -> None:
+    """The self-check of the Triton pass: two steps of the kernel and of `adamw8bit_torch_` from the same 8-bit
+    states, in both roundings, on tensors of 300 and 17 x 61 elements (partial 256-blocks, two chunks, one tensor
+    with zero gradients: absmax 0), with the tolerances of tests/test_kernels_optim.py: codes and absmax bit for
+    bit; W within steps·2^-23 relative (float32) or steps·eps (16-bit) and steps·4·2^-23·3·lr absolute, the
+    rounding of √v/√(1 − β2^t) that torch's sqrt does not round correctly."""
+    from workbench.kernels import adamw8bit_triton  # imports Triton: the kernel is about to run anyway
+
+    gen = torch.Generator().manual_seed(0)
+    shapes, steps = [(300,), (17, 61)], 2
+    code_m, code_v = dynamic_map(signed=True), dynamic_map(signed=False)
+    W0 = [torch.randn(shape, generator=gen).to(device, dtype) for shape in shapes]
+    grads = [[(torch.randn(shape, generator=gen) * 10.0**-step * i).to(device, dtype) for i, shape in enumerate(shapes)]
+             for step in range(steps)]
+    for rounding in ROUNDINGS:
+        hyper = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, rounding=rounding)
+        W, W_ref = [w.clone() for w in W0], [w.clone() for w in W0]
+        states, states_ref = ([AdamW8bit._init_state(w, quantized=True) for w in W0] for _ in range(2))
+        for g in grads:
+            for s, s_ref in zip(states, states_ref):
+                s["step"] += 1
+                s_ref["step"] += 1
+            adamw8bit_triton.adamw8bit_triton_(W, g, states, code_m, code_v, **hyper)
+            for p, s_ref, g_p in zip(W_ref, states_ref, g):
+                p.grad = g_p
+                adamw8bit_torch_(p, s_ref, code_m.to(device), code_v.to(device), **hyper)
+        for s, s_ref in zip(states, states_ref):
+            for key in ("exp_avg", "exp_avg_sq", "exp_avg_absmax", "exp_avg_sq_absmax"):
+                torch.testing.assert_close(s[key], s_ref[key], rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
+        rtol = steps * (2.0**-23 if dtype == torch.float32 else torch.finfo(dtype).eps)
+        for w, w_ref in zip(W, W_ref):
+            torch.testing.assert_close(w, w_ref, rtol=rtol, atol=steps * 4 * 2.0**-23 * 3 * hyper["lr"])
 
 
 def adamw8bit_torch_(

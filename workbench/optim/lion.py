@@ -15,7 +15,9 @@ key "initial_lr", the key torch's LR schedulers use), so the decay per step is (
 follows the schedule without depending on its scale (lion-pytorch's option of the same name).
 
 The step works on all parameters of a group at once (`workbench.kernels.lion.lion_step_`): one fused
-Triton launch for CUDA tensors, torch's `_foreach_*` ops otherwise.
+Triton launch for CUDA tensors (where WORKBENCH_KERNELS and the kernel's self-check allow it, see
+`workbench.kernels.selfcheck`), torch's `_foreach_*` ops otherwise. Either way a step reads no device
+value on the host, and a CUDA graph can capture it after one eager step.
 """
 
 from __future__ import annotations
