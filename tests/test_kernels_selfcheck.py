@@ -49,26 +49,24 @@ def fresh_verdicts(monkeypatch):
 # ------------------------------------------------------------------------------- workloads, deterministic
 
 
-def lion_steps():
+def optimizer_steps(make, state_keys=()):
+    """Two steps of make(params) on SHAPES with seeded gradients: the parameters, then the states named."""
     gen = torch.Generator().manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(shape, generator=gen)) for shape in SHAPES]
-    opt = Lion(params, lr=1e-2, weight_decay=0.1)
+    opt = make(params)
     for _ in range(2):
         for p in params:
             p.grad = torch.randn(p.shape, generator=gen)
         opt.step()
-    return [p.detach() for p in params]
+    return [p.detach() for p in params] + [s[k] for s in opt.state.values() for k in state_keys]
+
+
+def lion_steps():
+    return optimizer_steps(lambda params: Lion(params, lr=1e-2, weight_decay=0.1))
 
 
 def adamw8bit_steps():
-    gen = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(shape, generator=gen)) for shape in SHAPES]
-    opt = AdamW8bit(params, lr=1e-2, min_8bit_size=0)
-    for _ in range(2):
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=gen)
-        opt.step()
-    return [p.detach() for p in params] + [s[k] for s in opt.state.values() for k in ("exp_avg", "exp_avg_sq")]
+    return optimizer_steps(lambda params: AdamW8bit(params, lr=1e-2, min_8bit_size=0), ("exp_avg", "exp_avg_sq"))
 
 
 LIGHTSB_STEPS = 3
