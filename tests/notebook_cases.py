@@ -14,7 +14,7 @@ OVERRIDES = {
     "optimizers": {"seed": 1, "lm_steps": 60, "lm_optimizers": ["adamw", "galore"]},
     "koopman": {"steps": 600, "ablation_steps": 200},
     "manifold_clustering": {"seed": 1},
-    "spd_normalization": {"seed": 1, "epochs": 3, "compare": ["none"]},
+    "spd_normalization": {"seed": 1, "epochs": 2, "compare": ["none"]},
 }
 
 
@@ -98,7 +98,7 @@ geometry.bw_transport_to_identity = batchnorm.bw_transport_to_identity = skip
 import geoopt
 
 geoopt.optim.RiemannianAdam.step = lambda self, closure=None: None
-''', expect="SPDNet did not learn"),
+''', expect="did not move in training"),
     Mutation("spd_normalization", "daleckii_krein_zero_on_ties", '''
 import torch
 from workbench.methods.spd import matfun
@@ -114,12 +114,93 @@ def divided_differences(lam, f_lam, df_lam):  # the official code's backward: 0 
 
 matfun.divided_differences = divided_differences
 ''', expect="tied eigenvalues"),
-    Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="prediction loss"),
+    Mutation("spd_normalization", "bn_identity_inside_spdnet", '''
+from workbench.experiments import spd_normalization
+
+build = spd_normalization.SPDNet.__init__
+
+def __init__(self, *args, **kwargs):  # the BN is built and its parameters train, but it passes its input through
+    build(self, *args, **kwargs)
+    self.bn.forward = lambda X: X
+
+spd_normalization.SPDNet.__init__ = __init__
+''', expect="output mean is"),
+    Mutation("spd_normalization", "logeig_without_rotating_back", '''
+import torch
+from workbench.methods.spd import layers
+
+def forward(self, X):  # log of the eigenvalues, but never rotated back: diag(log λ) instead of U diag(log λ) Uᵀ
+    return torch.diag_embed(torch.linalg.eigvalsh(X).log())
+
+layers.LogEig.forward = forward
+''', expect="LogEig of a rotated matrix"),
+    Mutation("spd_normalization", "reeig_floor_at_zero", '''
+from workbench.methods.spd import layers
+
+layers.ReEig.forward = lambda self, X: layers.clampm(X, 0.0)  # max(λ, 0): the ε floor lost
+''', expect="ReEig: relative error"),
+    Mutation("spd_normalization", "bimap_weights_plain_parameter", '''
+from torch import nn
+from workbench.methods.spd import layers
+
+build = layers.BiMap.__init__
+
+def __init__(self, *args, **kwargs):  # W a plain parameter: RiemannianAdam takes Euclidean Adam steps, no retraction
+    build(self, *args, **kwargs)
+    self.weight = nn.Parameter(self.weight.data.clone())
+
+layers.BiMap.__init__ = __init__
+''', expect="left the Stiefel manifold"),
+    Mutation("spd_normalization", "stiefel_step_skipped", '''
+import geoopt
+
+build = geoopt.optim.RiemannianAdam.__init__
+
+def __init__(self, params, *args, **kwargs):  # the BiMap weights never reach the optimizer (official MixOptimizer)
+    params = [p for p in params if not isinstance(getattr(p, "manifold", None), geoopt.Stiefel)]
+    build(self, params, *args, **kwargs)
+
+geoopt.optim.RiemannianAdam.__init__ = __init__
+''', expect="did not move in training"),
+    Mutation("spd_normalization", "running_mean_not_updated", '''
+from workbench.methods.spd import batchnorm
+
+def _stat_update(self, new_mean, var):  # the running variance and count move, the running mean stays at I
+    self.running_var.mul_(1 - self.momentum).add_(self.momentum * var.detach().to(self.running_var))
+    self.num_batches_tracked += 1
+
+batchnorm.SPDBatchNorm._stat_update = _stat_update
+''', expect="BN running mean"),
+    Mutation("spd_normalization", "dispersion_divided_by_variance", '''
+import inspect
+import textwrap
+from workbench.methods.spd import batchnorm
+
+source = textwrap.dedent(inspect.getsource(batchnorm.SPDBatchNorm._forward_bw))
+broken = source.replace("self.shift / torch.sqrt(var + self.eps)", "self.shift / (var + self.eps)")  # k = s/σ², not s/σ
+assert broken != source
+namespace = {}
+exec(broken, vars(batchnorm), namespace)
+batchnorm.SPDBatchNorm._forward_bw = namespace["_forward_bw"]
+''', expect="GBWBN output dispersion"),
+    Mutation("spd_normalization", "undeform_with_theta", '''
+import inspect
+import textwrap
+from workbench.methods.spd import batchnorm
+
+source = textwrap.dedent(inspect.getsource(batchnorm.SPDBatchNorm._forward_bw))
+broken = source.replace("else 1 / theta_f)", "else theta_f)")  # undeform with Y^θ instead of Y^{1/θ}
+assert broken != source
+namespace = {}
+exec(broken, vars(batchnorm), namespace)
+batchnorm.SPDBatchNorm._forward_bw = namespace["_forward_bw"]
+''', expect="GBWBN output mean"),
+    Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="autoencoder: NRMSE@5/20/50"),
     Mutation("koopman", "entropy_sign_flipped", '''
 import workbench.methods.koopman as koopman
 
 koopman.ENTROPY_SIGNS["paper"] = -1.0  # the paper's sign now minimises S, as the released code does
-''', expect="entropy term (paper sign)"),
+''', expect="Lagrangian term 'total'"),
     Mutation("koopman", "dmd_singular_values_off_by_ten_percent", '''
 import torch
 
@@ -131,7 +212,91 @@ def svd(A, full_matrices=True):
 
 torch.linalg.svd = svd
 ''', expect="DMD eigenvalues"),
-    Mutation("manifold_clustering", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="MLC did not raise ΔR"),
+    Mutation("koopman", "predict_rolls_out_one_step_short", '''
+import torch
+from workbench.methods.koopman import KoopmanAutoencoder
+
+@torch.no_grad()
+def predict(self, x0, n_steps):  # the path is padded with x̂_0 in front: index n holds only n − 1 steps of K
+    x = self.decode(self.rollout_latent(self.encode(x0), self.K, n_steps - 1))  # (B, n_steps, D)
+    return torch.cat([x[:, :1], x], dim=1)
+
+KoopmanAutoencoder.predict = predict
+''', expect="a rollout of exactly"),
+    Mutation("koopman", "rollout_uses_K_transposed", '''
+import torch
+from workbench.methods.koopman import KoopmanAutoencoder
+
+def rollout_latent(z0, K, n_steps):  # the column convention K z written on row vectors: z Kᵀ
+    path = [z0]
+    for _ in range(n_steps):
+        path.append(path[-1] @ K.mT)
+    return torch.stack(path, dim=1)
+
+KoopmanAutoencoder.rollout_latent = staticmethod(rollout_latent)
+''', expect="latent rollout z_0 K^n with the known K"),
+    Mutation("koopman", "info_nce_temperature_ignored", '''
+import workbench.methods.koopman as koopman_methods
+
+exact_info_nce = koopman_methods.info_nce
+koopman_methods.info_nce = lambda Z, k=3, tau=0.1, negatives="window": exact_info_nce(Z, k, 1.0, negatives)  # τ lost
+''', expect="InfoNCE on a circle"),
+    Mutation("koopman", "nrmse_divided_by_per_trajectory_std", '''
+from importlib import import_module
+
+import workbench.methods.koopman as koopman_methods
+
+def data_std(X):  # each trajectory's own spread around its own mean, averaged: smaller than the pooled one
+    return float((X - X.mean(dim=-2, keepdim=True)).square().mean(dim=(-2, -1)).sqrt().mean())
+
+koopman_methods.data_std = import_module("workbench.experiments.koopman").data_std = data_std
+''', expect="NRMSE normaliser"),
+    Mutation("koopman", "encoder_standardisation_skipped_at_predict", '''
+from workbench.methods.koopman import KoopmanAutoencoder
+
+KoopmanAutoencoder.encode = lambda self, x: self.encoder(x)  # trained on (x − mean) / scale, fed the raw x
+''', expect="a rollout of exactly"),
+    Mutation("koopman", "consistency_term_uses_z_n", '''
+import torch
+import workbench.methods.koopman as koopman_methods
+from workbench.methods.koopman import ENTROPY_SIGNS, KoopmanAutoencoder, von_neumann_entropy
+
+def loss(self, x, w):  # the released loss with one slip: ‖z_n − z_n K‖² instead of ‖z_{n+1} − z_n K‖²
+    B, L, D = x.shape
+    x = (x - self.x_mean) / self.x_scale
+    z = self.encoder(x)
+    K = self.K
+    rec = (self.decoder(z) - x).square().mean()
+    H = min(w.horizon, L - 1)
+    z_roll = self.rollout_latent(z[:, 0], K, H)
+    pred = (self.decoder(z_roll[:, 1:]) - x[:, 1:H + 1]).square().mean()
+    consistency = (z[:, :-1] - z[:, :-1] @ K).square().sum(-1).mean()
+    S = von_neumann_entropy(z.reshape(B * L, -1))
+    nce = koopman_methods.info_nce(z, w.k, w.tau, w.negatives) if w.alpha > 0 else torch.zeros((), device=x.device)
+    total = rec + pred + w.beta * consistency - ENTROPY_SIGNS[w.entropy_sign] * w.gamma * S + w.alpha * nce
+    parts = {"rec": rec, "pred": pred, "nce": nce, "consistency": consistency, "entropy": S, "d_eff": S.exp()}
+    return total, {name: value.detach() for name, value in parts.items()}
+
+KoopmanAutoencoder.loss = loss
+''', expect="Lagrangian term 'consistency'"),
+    Mutation("koopman", "dmd_energy_rank_drops_the_last_mode", '''
+import torch
+from importlib import import_module
+
+import workbench.methods.koopman as koopman_methods
+
+exact_dmd = koopman_methods.dmd
+
+def dmd(X, Y, rank=None):  # rank = the modes holding 99.99 % of the energy, counted one short
+    if rank is None:
+        s = torch.linalg.svdvals(X.T)
+        rank = int((s.square().cumsum(0) / s.square().sum() < 0.9999).sum())
+    return exact_dmd(X, Y, rank)
+
+koopman_methods.dmd = import_module("workbench.experiments.koopman").dmd = dmd
+''', expect="DMD eigenvalues of the linear system"),
+    Mutation("manifold_clustering", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING,
+             expect="left Γ at its one-shot initialisation"),
     Mutation("manifold_clustering", "sinkhorn_skipped", '''
 import torch
 from workbench.methods import mlc
@@ -144,4 +309,104 @@ from workbench.methods import mlc
 coding_rate = mlc.coding_rate
 mlc.coding_rate = lambda Z, eps: 0.5 * coding_rate(Z, eps)  # MCR²'s ½, which the MLC paper drops
 ''', expect="closed form"),
+    Mutation("manifold_clustering", "accuracy_without_matching", '''
+import numpy as np
+from workbench.methods import mlc
+
+mlc.clustering_accuracy = lambda y_true, y_pred: float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))  # ids compared as they are
+''', expect="Hungarian accuracy: renaming"),
+    Mutation("manifold_clustering", "features_not_normalised", '''
+from torch.nn import functional as F
+from workbench.methods import mlc
+
+def forward(self, x):  # the cluster head's output is put on the sphere, the features Z are not
+    h = self.backbone(x)
+    return self.feature_head(h), F.normalize(self.cluster_head(h), dim=-1)
+
+mlc.MLCNet.forward = forward
+''', expect="features off the sphere"),
+    Mutation("manifold_clustering", "sinkhorn_one_pass", '''
+import math
+import torch
+from workbench.methods import mlc
+
+def sinkhorn(K, eta, n_iter=5):  # one column update and one row update, whatever n_iter asks for
+    m, n = K.shape
+    logits = K / eta
+    g = math.log(m / n) - torch.logsumexp(logits, dim=0)
+    f = -torch.logsumexp(logits + g.unsqueeze(0), dim=1)
+    return torch.exp(logits + f.unsqueeze(1) + g.unsqueeze(0))
+
+mlc.sinkhorn = sinkhorn
+''', expect="Sinkhorn: not doubly stochastic"),
+    Mutation("manifold_clustering", "sinkhorn_column_update_last", '''
+import math
+import torch
+from workbench.methods import mlc
+
+def sinkhorn(K, eta, n_iter=5):  # the updates swapped: rows first, columns last, so rows only approach 1
+    m, n = K.shape
+    logits = K / eta
+    g = torch.zeros(n, dtype=K.dtype, device=K.device)
+    for _ in range(n_iter):
+        f = -torch.logsumexp(logits + g.unsqueeze(0), dim=1)
+        g = math.log(m / n) - torch.logsumexp(logits + f.unsqueeze(1), dim=0)
+    return torch.exp(logits + f.unsqueeze(1) + g.unsqueeze(0))
+
+mlc.sinkhorn = sinkhorn
+''', expect="rows do not sum to 1"),
+    Mutation("manifold_clustering", "kernel_without_absolute_value", '''
+from workbench.methods import mlc
+
+mlc.membership = lambda C, eta, n_iter=5: mlc.sinkhorn(C @ C.mT, eta, n_iter)  # CCᵀ, not |CCᵀ|
+''', expect="flipping the signs"),
+    Mutation("manifold_clustering", "compressed_rate_with_one_over_n", '''
+import torch
+from workbench.methods import mlc
+
+def compressed_coding_rate(Z, Gamma, eps):  # R's d/(nε²) copied into R_c, whose rows each code one neighbourhood
+    n, d = Z.shape
+    outer = (Z.unsqueeze(-1) * Z.unsqueeze(-2)).reshape(n, d * d)
+    covs = (Gamma @ outer).reshape(-1, d, d)
+    I = torch.eye(d, dtype=Z.dtype, device=Z.device)
+    return mlc.logdet_spd(I + d / (n * eps**2) * covs).mean()
+
+mlc.compressed_coding_rate = compressed_coding_rate
+''', expect="closed form: R_c"),
+    Mutation("manifold_clustering", "one_shot_copy_skipped", '''
+from workbench.methods import mlc
+
+mlc.MLCNet.copy_feature_head_to_cluster_head = lambda self: None  # the cluster head keeps its random initialisation
+''', expect="one-shot initialisation: Γ₀ is not"),
+    Mutation("manifold_clustering", "spectral_largest_eigenvectors", '''
+import numpy as np
+import torch
+from workbench.methods import mlc
+
+def spectral_labels(affinity, n_clusters, seed=0):  # the k eigenvectors of L with the largest eigenvalues
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import normalize
+
+    A = affinity.detach().double().cpu().numpy() if isinstance(affinity, torch.Tensor) else np.asarray(affinity, float)
+    W = 0.5 * (A + A.T)
+    degree = W.sum(1)
+    L = np.eye(len(W)) - W / np.sqrt(np.outer(degree, degree))
+    U = np.linalg.eigh(L)[1][:, -n_clusters:]
+    return KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(normalize(U))
+
+mlc.spectral_labels = spectral_labels
+''', expect="spectral read-out"),
+    Mutation("manifold_clustering", "membership_of_one_view", '''
+import torch
+from torch.nn import functional as F
+from workbench.methods import mlc
+
+def mlc_objective(Z_views, C_views, eps, eta, n_iter):  # Γ of the first view, not the mean over the views
+    Z = F.normalize(torch.stack(Z_views).mean(0), dim=-1)
+    Gamma = mlc.membership(C_views[0], eta, n_iter)
+    R, Rc = mlc.coding_rate(Z, eps), mlc.compressed_coding_rate(Z, Gamma, eps)
+    return -(R - Rc), {"R": R.item(), "R_c": Rc.item(), "delta_R": (R - Rc).item()}, Z.detach(), Gamma.detach()
+
+mlc.mlc_objective = mlc_objective
+''', expect="two views"),
 ]

@@ -12,7 +12,7 @@ import workbench
 from workbench.methods import koopman as kp
 from workbench.methods.koopman import (
     SYSTEMS, KoopmanAutoencoder, LossWeights, PolynomialDictionary, RBFDictionary, RandomLift, data_std, dmd, edmd,
-    eigenvalue_error, info_nce, kmeans, linear_eigenvalues, make_data, nrmse, ridge_koopman, simulate,
+    eigenvalue_error, info_nce, kmeans, linear_eigenvalues, linear_step_map, make_data, nrmse, ridge_koopman, simulate,
     von_neumann_entropy, windows,
 )
 
@@ -60,6 +60,17 @@ def test_linear_system_is_advanced_exactly():
     assert torch.allclose(X[-1], torch.linalg.matrix_exp(A * 3.0) @ X[0], atol=1e-12)
     mu = torch.linalg.eigvals(A)
     assert eigenvalue_error(torch.exp(mu * 0.1), linear_eigenvalues(0.1)) < 1e-12
+
+
+@pytest.mark.parametrize("dt", [0.05, 0.1, 0.3])
+def test_linear_step_map_is_the_row_convention_one_step_matrix(dt):
+    K = linear_step_map(dt)  # x_{t+1} = x_t K
+    X = simulate("linear", 3, 20, dt, seed=1)  # (3, 21, 4)
+    assert torch.allclose(X[:, 1:], X[:, :-1] @ K, atol=1e-12)
+    assert torch.allclose(X[:, -1], X[:, 0] @ torch.linalg.matrix_power(K, 20), atol=1e-10)
+    assert torch.allclose(K, torch.linalg.matrix_exp(kp._linear_matrix() * dt).T, atol=1e-14)
+    assert eigenvalue_error(torch.linalg.eigvals(K), linear_eigenvalues(dt)) < 1e-12
+    assert (K - K.T).abs().max() > 0.1 * dt  # not symmetric: Kᵀ is a different map
 
 
 def test_lift_noise_and_split():

@@ -142,6 +142,33 @@ def test_sinkhorn_maximises_the_entropic_objective():
         assert objective(other) < best
 
 
+@pytest.mark.parametrize("n", [2, 50, 500])
+@pytest.mark.parametrize("eta, c", [(0.15, 1.0), (0.5, 2.0)])
+def test_sinkhorn_of_a_scaled_identity_has_the_closed_form(n, eta, c):
+    # K = c I: by symmetry Γ = p I + (1 − p)/(n − 1) (11ᵀ − I), and a scaling of e^{K/η} has diagonal/off-diagonal
+    # ratio e^{c/η}: p = e^{c/η} / (e^{c/η} + n − 1), reached at the first iteration
+    Gamma = mlc.sinkhorn(c * torch.eye(n, dtype=F64), eta, n_iter=1)
+    p = math.exp(c / eta) / (math.exp(c / eta) + n - 1)
+    expected = p * torch.eye(n, dtype=F64) + (1 - p) / (n - 1) * (1 - torch.eye(n, dtype=F64))
+    assert torch.allclose(Gamma, expected, atol=1e-12)
+
+
+def test_membership_ignores_the_signs_of_the_cluster_head_outputs():
+    C = sphere(40, 6, seed=5)
+    signs = torch.where(torch.arange(40) % 3 == 0, -1.0, 1.0).to(F64)[:, None]
+    assert torch.equal(mlc.membership(signs * C, 0.2), mlc.membership(C, 0.2))
+
+
+def test_mlc_objective_averages_the_views():
+    Za, Zb, Ca, Cb = (sphere(30, 5, seed=s) for s in range(4))
+    loss_ab, terms, Z, Gamma = mlc.mlc_objective([Za, Zb], [Ca, Cb], 0.5, 0.2, 5)
+    loss_ba = mlc.mlc_objective([Zb, Za], [Cb, Ca], 0.5, 0.2, 5)[0]
+    assert loss_ab.item() == pytest.approx(loss_ba.item(), abs=1e-12)
+    assert torch.allclose(Gamma, 0.5 * (mlc.membership(Ca, 0.2) + mlc.membership(Cb, 0.2)), atol=1e-14)
+    assert torch.allclose(Z, F.normalize(Za + Zb, dim=1), atol=1e-14)
+    assert terms["delta_R"] == pytest.approx(mlc.rate_reduction(Z, Gamma, 0.5).item(), rel=1e-12)
+
+
 def test_sinkhorn_rejects_a_non_positive_eta():
     with pytest.raises(ValueError, match="eta = 0"):
         mlc.sinkhorn(torch.eye(3), 0.0)

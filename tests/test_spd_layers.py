@@ -220,6 +220,18 @@ def test_power_deformation_brings_large_matrices_into_the_injectivity_domain():
     assert out_of_domain_fraction(X / 256, 1.0) == 0.0  # at the [0, 1] pixel scale, θ = 1 is already inside
 
 
+def test_out_of_domain_fraction_after_scaling_has_its_closed_form_on_commuting_matrices():
+    """diag(2.25, 1) and diag(6.25, 1): BW mean diag(4, 1) (square roots 1.5 and 2.5 average to 2), centred vectors
+    ∓diag(1, 0), σ² = 0.25 (θ = 1). Scaled by k = s/√(σ² + eps), the first leaves Exp_I's domain (1 − k/2 ≤ 0)
+    exactly when s ≥ 2√(σ² + eps)."""
+    X = torch.diag_embed(torch.tensor([[2.25, 1.0], [6.25, 1.0]], dtype=F64))
+    eps, edge = 1e-5, 2 * (0.25 + 1e-5) ** 0.5
+    assert out_of_domain_fraction(X) == 0.0
+    assert out_of_domain_fraction(X, shift=0.999 * edge, eps=eps) == 0.0
+    assert out_of_domain_fraction(X, shift=1.001 * edge, eps=eps) == 0.5
+    assert out_of_domain_fraction(X, shift=10.0, eps=eps) == 0.5  # the second only grows: 1 + k/2 > 0
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"theta": 0}, "theta = 0 is not allowed; expected a number > 0"),
     ({"theta": -1.0}, "theta = -1.0 is not allowed"),

@@ -33,7 +33,9 @@ and ``…_leak`` of their codes (:func:`run_baselines`).
 Events come every 1 % of the steps (TCR and MLC steps together) with metrics ``{phase}_{term}`` and payload
 {Z, Gamma, y, phase, history, table} on up to 400 samples: the live picture draws the objective's terms, Γ,
 the features, their singular values and the accuracy table from it. Artifacts: ``net`` (= ``model``), ``X``,
-``y``, ``Z``, ``Gamma``, ``Z_tcr``, ``Gamma_tcr``, ``labels``, ``labels_tcr``, ``table``, ``payload``.
+``y``, ``Z``, ``Gamma``, ``Z_tcr``, ``Gamma_tcr``, ``labels``, ``labels_tcr``, ``table``, ``payload`` and
+``mlc_curve`` ({"step", "R", "R_c", "delta_R"}: the training objective's terms at every MLC step, on augmented
+views, where the events come every 1 %).
 """
 from __future__ import annotations
 
@@ -433,6 +435,7 @@ class ManifoldClustering(Experiment):
         plot_index = torch.as_tensor(np.sort(np.random.default_rng(self.seed).permutation(n)[:N_PLOT]), device=device)
         state: dict = {"tcr": None, "delta_R_init": float("nan")}
         history: dict[str, list] = {"step": [], "R": [], "R_c": [], "delta_R": [], "invariance": []}
+        mlc_curve: dict[str, list] = {"step": [], "R": [], "R_c": [], "delta_R": []}  # every MLC step, not 1 %
 
         def snapshot(phase: str) -> dict:
             Z, Gamma = mlc.embed(net, X[plot_index], self.eta, self.sinkhorn_iters)  # (N_PLOT, d), (N_PLOT, N_PLOT)
@@ -443,8 +446,12 @@ class ManifoldClustering(Experiment):
                     "table": {m: dict(v) for m, v in table.items()}}
 
         def callback(step: int, phase: str, terms: dict[str, float]) -> None:
-            if phase == "mlc" and math.isnan(state["delta_R_init"]):
-                state["delta_R_init"] = terms["delta_R"]
+            if phase == "mlc":
+                if math.isnan(state["delta_R_init"]):
+                    state["delta_R_init"] = terms["delta_R"]
+                for key in ("R", "R_c", "delta_R"):
+                    mlc_curve[key].append(terms[key])
+                mlc_curve["step"].append(step)
             if due(step):
                 for key in ("R", "R_c", "delta_R", "invariance"):
                     history[key].append(terms.get(key))
@@ -495,7 +502,7 @@ class ManifoldClustering(Experiment):
         progress(Event(steps_done, total, {}, payload))
         artifacts = {"net": net, "model": net, "X": X_np, "y": y, "Z": Z.cpu(), "Gamma": Gamma.cpu(),
                      "Z_tcr": Z_tcr.cpu(), "Gamma_tcr": Gamma_tcr.cpu(), "labels": labels, "labels_tcr": labels_tcr,
-                     "table": table, "payload": payload}
+                     "table": table, "payload": payload, "mlc_curve": mlc_curve}
         return Result(metrics=metrics, artifacts=artifacts)
 
 

@@ -74,6 +74,13 @@ def linear_eigenvalues(dt: float) -> torch.Tensor:
     return torch.exp(mu * dt)
 
 
+def linear_step_map(dt: float) -> torch.Tensor:
+    """The linear system's exact one-step Koopman matrix in the row convention, K = e^{Aᵀ dt} (4, 4) float64:
+    x_{t+1} = x_t K, so x_n = x_0 Kⁿ, and eig(K) = :func:`linear_eigenvalues`. K is not symmetric, so a
+    rollout that uses Kᵀ (the column convention) instead of K is visibly wrong on it."""
+    return torch.linalg.matrix_exp(_linear_matrix() * dt).T
+
+
 def _pendulum(x: torch.Tensor) -> torch.Tensor:
     """θ'' = −sin θ − 0.1 θ': (B, 2) -> (B, 2)."""
     theta, omega = x.unbind(-1)
@@ -166,7 +173,7 @@ def simulate(system: str, n_trajectories: int, n_steps: int, dt: float | None = 
     generator = torch.Generator().manual_seed(seed)
     x = spec.initial(generator, n_trajectories).to(device)  # (N, D)
     if spec.f is None:
-        step_map = torch.linalg.matrix_exp(_linear_matrix() * dt).T.to(device)  # (D, D): x_{t+1} = x_t Φᵀ
+        step_map = linear_step_map(dt).to(device)  # (D, D): x_{t+1} = x_t e^{Aᵀ dt}
         advance = lambda x: x @ step_map  # noqa: E731
     else:
         substeps = max(1, math.ceil(dt / spec.max_step - 1e-9))

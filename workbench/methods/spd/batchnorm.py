@@ -57,10 +57,14 @@ DISPERSIONS = ("mean", "identity")
 
 
 def out_of_domain_fraction(X: torch.Tensor, theta: float = 1.0, M: torch.Tensor | None = None,
-                           n_iter: int = 50) -> float:
+                           n_iter: int = 50, shift: float | None = None, eps: float = 1e-5) -> float:
     """The fraction of a batch whose centred tangent vector V_i = Γ_{μ→I}(Log_μ X̃_i) falls outside Exp_I's
     injectivity domain (I + V_i/2 not ≻ 0), with X̃ = φ_M(X^θ) and μ their BW mean: there centring folds and the
     normalised batch is no longer centred (method note §1: 97 % at θ = 1, 0 % at θ = 0.25 for κ ≈ 1e5).
+
+    With ``shift`` = s, also the scaling step of :class:`SPDBatchNorm` (dispersion "mean"): a vector counts as outside
+    when V_i or k V_i is, k = s / √(σ² + eps), σ² = (1/N) Σ_i d²_BW(X̃_i, μ) / θ². A learned s larger than σ can push
+    in-domain vectors out, and Exp_I(k V_i) then folds: the output's mean and dispersion miss G and s².
     X (N, n, n) -> a number in [0, 1]."""
     with torch.no_grad():
         X_t = X if theta == 1 else powm(X, theta)
@@ -70,6 +74,10 @@ def out_of_domain_fraction(X: torch.Tensor, theta: float = 1.0, M: torch.Tensor 
         mu = bw_mean(X_t, n_iter=n_iter, tol=1e-12)
         V = bw_transport_to_identity(mu, bw_log(mu, X_t))  # (N, n, n)
         lowest = torch.linalg.eigvalsh(eye_like(V) + 0.5 * V)[..., 0]  # (N,)
+        if shift is not None:
+            var = bw_distance(X_t, mu, squared=True).mean() / theta**2
+            k = shift / torch.sqrt(var + eps)
+            lowest = torch.minimum(lowest, torch.linalg.eigvalsh(eye_like(V) + 0.5 * k * V)[..., 0])
         return float((lowest <= 0).double().mean())
 
 
