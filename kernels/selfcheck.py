@@ -153,6 +153,9 @@ def main() -> None:
     device = torch.device(parser.parse_args().device)
     if device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
+    elif not _interpreter_on():
+        sys.exit(f"no kernel runs on {device} here: use a CUDA device (--device cuda), or set TRITON_INTERPRET=1 to "
+                 "check the kernels through Triton's interpreter")
     from workbench.kernels import lightsb_lse, lion, spd_sqrt  # noqa: F401  they register their probes
     from workbench.optim import adamw8bit  # noqa: F401
 
