@@ -22,10 +22,10 @@ run: install
 	$(VENV)/bin/workbench runs
 
 # Unit tests, papermill runs, nbval on notebooks/ and browser tests, in one pytest run, on two workers
-# (a test file stays on one worker, since a notebook's nbval cells share its kernel, except the notebook runs of
-# tests/test_notebook_mutations.py and test_notebooks_papermill.py, which spread: tests/conftest.py groups them).
+# (a test file stays on one worker: a notebook's nbval cells share its kernel; the mutation tests are two files,
+# one per way of running a broken notebook, so that they share the two workers).
 test: install chromium
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Browser tests need Debian's chromium: installed here when missing and we are root.
 chromium:

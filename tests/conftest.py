@@ -72,16 +72,3 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-# Tests that may run on any worker: each is a whole notebook run in a process of its own, and there are many.
-SPREAD_FILES = {"test_notebook_mutations.py", "test_notebooks_papermill.py"}
-
-
-def pytest_collection_modifyitems(items):
-    """`make test` runs pytest-xdist with ``--dist loadgroup``: every file's tests stay together on one worker (a
-    notebook's nbval cells share its kernel; module fixtures start once), except in SPREAD_FILES, whose tests
-    spread over the workers one by one."""
-    for item in items:
-        if item.path.name not in SPREAD_FILES:
-            item.add_marker(pytest.mark.xdist_group(str(item.path)))

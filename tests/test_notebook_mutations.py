@@ -1,5 +1,5 @@
-"""Mutation tests: every method notebook fails when its method is broken, under `workbench notebook` and
-under nbval alike.
+"""Mutation tests: every method notebook fails when its method is broken, under `workbench notebook` here and
+under nbval in test_notebook_mutations_nbval.py (two files, so that `make test`'s two workers share them).
 
 For each breakage in ``notebook_cases.MUTATIONS``, a copy of the notebook gets a first cell that applies
 the breakage (a monkeypatch in the kernel), then runs with the case's small settings, which the unbroken
@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 from notebook_cases import MUTATIONS, OVERRIDES
 
@@ -54,16 +53,3 @@ def test_workbench_notebook_fails_and_records_the_failure(mutation, tmp_path):
     assert_checks_failed(done.stderr, mutation)
     (run,) = RunStore(db).list()
     assert run.status == "failed" and "AssertionError" in run.error
-
-
-@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: f"{m.case}:{m.name}")
-def test_nbval_fails(mutation, tmp_path):
-    source = broken_copy(mutation, tmp_path / "broken")
-    prepared = tmp_path / f"{mutation.notebook}.ipynb"  # the case's parameters injected, nothing executed
-    papermill.execute_notebook(str(source), str(prepared), parameters=OVERRIDES[mutation.case], prepare_only=True,
-                               kernel_name="python3", progress_bar=False)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", str(prepared)],
-                          capture_output=True, text=True, env=env, cwd=NOTEBOOKS, timeout=600)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert_checks_failed(done.stdout, mutation)
