@@ -3,8 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BOOK_STAMP := $(VENV)/.installed-book
 
-.PHONY: run test lab lab-command install chromium
+.PHONY: run test lab lab-command install chromium book book-install
 
 # torch first, pinned: a CPU machine must never download the CUDA build.
 $(STAMP): pyproject.toml
@@ -16,15 +17,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The book extra (Sphinx, MyST-NB, the book theme, MathJax's files) once the install is done: torch is there, pip
+# leaves it alone.
+$(BOOK_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[book]"
+	touch $(BOOK_STAMP)
+
+book-install: $(BOOK_STAMP)
+
 # Every method notebook at its defaults through papermill into runs/, recorded in the run store.
 run: install
 	OMP_NUM_THREADS=2 $(VENV)/bin/workbench notebook --all
 	$(VENV)/bin/workbench runs
 
 # Unit tests, papermill runs, nbval on notebooks/ and browser tests, in one pytest run, on two workers
-# (a test file stays on one worker: a notebook's nbval cells share its kernel; the mutation tests are two files,
-# one per way of running a broken notebook, so that they share the two workers).
-test: install chromium
+# (a test file stays on one worker: a notebook's nbval cells share its kernel; the breakages are split over two
+# files, test_notebook_mutations.py and test_notebook_mutations_rest.py, so that the two workers share them).
+# The development loop, about a minute: pytest -m "not slow" -n 2 --dist loadfile
+test: install book-install chromium
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # Browser tests need Debian's chromium: installed here when missing and we are root.
@@ -46,3 +56,8 @@ lab: install
 # The command line `make lab` runs (the tests start it with it).
 lab-command:
 	@echo $(LAB)
+
+# The course site under book/_build/html, opened offline (from disk or python -m http.server): the notebooks executed
+# at their defaults, make run's copies in runs/notebooks when newer than their sources, else executed now.
+book: book-install
+	OMP_NUM_THREADS=2 $(PY) -m workbench.book

@@ -30,7 +30,7 @@ if [ "$DRY_RUN" = 1 ]; then
   export TRITON_INTERPRET=1
   # the interpreter with a GPU's arithmetic (fma, bfloat16 rounding), as in the tests: else the self-check fails
   SELFCHECK=(-c "import sys; sys.path.insert(0, 'tests'); import triton_interpreter; triton_interpreter.fix();
-from workbench.kernels.selfcheck import main; main()")
+from workbench.kernels.selfcheck_report import main; main()")
 elif ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "gpu_check.sh: $PYTHON sees no CUDA device (GPU_CHECK_DRY_RUN=1 runs the steps on the CPU)" >&2
   exit 1

@@ -54,10 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_one(D: int, eps: float, variant: str, diagonal: bool, steps: int, seed: int = 42) -> dict:
     import torch
 
-    from workbench.cadence import Cadence
+    from workbench.progress import Cadence
     from workbench.methods.eot_benchmark import MixtureBenchmark
     from workbench.methods.lightsb import LightSB, fit
-    from workbench.metrics import cbw2_uvp_from_moments
+    from workbench.methods.gaussian_metrics import cbw2_uvp_from_moments
 
     pair = MixtureBenchmark.generate(D, eps, seed=0, rotated=variant == "rotated")
     torch.manual_seed(seed)

@@ -32,6 +32,7 @@ import time
 import torch
 
 import workbench
+from workbench.methods.mlc import BASELINES
 
 SYNTHETIC = dict(dataset="manifolds", n_samples=500, n_clusters=5, ambient_dim=32, noise=0.05, eta=0.1,
                  augment_noise=1.5, tcr_steps=200, mlc_steps=25)
@@ -46,7 +47,6 @@ NOTE = {"digits": "note: k-means .792, spectral .808, SSC-OMP .20, MLC .89 (seed
         "surfaces": "note: no number for this data (5 random 2-D surfaces in R^32, one shared centre)",
         "curves": "note: no number for this data (5 random closed curves in R^32, one shared centre)",
         "curves_long": "the same curves with 100 MLC steps instead of 25"}
-BASELINES = ("kmeans", "spectral", "gmm", "agglomerative", "ssc", "ensc")
 
 
 def main() -> None:
@@ -74,27 +74,27 @@ def main() -> None:
             start = time.perf_counter()
             m = workbench.run("manifold_clustering", seed=seed, **params).metrics
             rows.append(m)
-            cells = " ".join(f"{m[f'{b}_accuracy']:>6.3f} {m[f'tcr_{b}_accuracy']:>6.3f} {m[f'mlc_{b}_accuracy']:>6.3f}  "
+            cells = " ".join(f"{m[f'{b}.accuracy']:>6.3f} {m[f'{b}.tcr_accuracy']:>6.3f} {m[f'{b}.mlc_accuracy']:>6.3f}  "
                              .rjust(22) for b in BASELINES)
-            print(f"{seed:>4} {m['accuracy']:>6.3f} {m['nmi']:>6.3f} {m['tcr_accuracy']:>7.3f} | {cells} | "
-                  f"{m['tcr_rank_per_cluster']:>6.1f} → {m['mlc_rank_per_cluster']:>5.1f} "
-                  f"{m['tcr_gamma_leak']:>7.3f} → {m['gamma_leak']:>5.3f} "
+            print(f"{seed:>4} {m['mlc.accuracy']:>6.3f} {m['mlc.nmi']:>6.3f} {m['tcr.accuracy']:>7.3f} | {cells} | "
+                  f"{m['tcr.rank_per_cluster']:>6.1f} → {m['mlc.rank_per_cluster']:>5.1f} "
+                  f"{m['tcr.leak']:>7.3f} → {m['mlc.leak']:>5.3f} "
                   f"{time.perf_counter() - start:>5.0f}", flush=True)
 
         def med(key: str) -> float:
             return statistics.median(r[key] for r in rows)
 
-        print(f"median MLC accuracy {med('accuracy'):.3f} (goal ≥ {GOALS[name]}: "
-              f"{'met' if med('accuracy') >= GOALS[name] else 'NOT met'}); seeds: "
-              + ", ".join(f"{r['accuracy']:.3f}" for r in rows))
-        print("median raw baselines: " + ", ".join(f"{b} {med(f'{b}_accuracy'):.3f}" for b in BASELINES))
+        print(f"median MLC accuracy {med('mlc.accuracy'):.3f} (goal ≥ {GOALS[name]}: "
+              f"{'met' if med('mlc.accuracy') >= GOALS[name] else 'NOT met'}); seeds: "
+              + ", ".join(f"{r['mlc.accuracy']:.3f}" for r in rows))
+        print("median raw baselines: " + ", ".join(f"{b} {med(f'{b}.accuracy'):.3f}" for b in BASELINES))
         for b in ("ensc", "ssc"):
-            better = sum(r[f"mlc_{b}_accuracy"] > r[f"tcr_{b}_accuracy"] for r in rows)
-            goal = med(f"mlc_{b}_accuracy") > med(f"tcr_{b}_accuracy")
-            print(f"{b} on Z_MLC vs Z_TCR: median {med(f'mlc_{b}_accuracy'):.3f} vs {med(f'tcr_{b}_accuracy'):.3f} "
+            better = sum(r[f"{b}.mlc_accuracy"] > r[f"{b}.tcr_accuracy"] for r in rows)
+            goal = med(f"{b}.mlc_accuracy") > med(f"{b}.tcr_accuracy")
+            print(f"{b} on Z_MLC vs Z_TCR: median {med(f'{b}.mlc_accuracy'):.3f} vs {med(f'{b}.tcr_accuracy'):.3f} "
                   f"({'met' if goal else 'NOT met'}{', the designated one' if b == 'ensc' else ''}); better on "
-                  f"{better}/{len(rows)} seeds; connectivity {med(f'mlc_{b}_connectivity'):.4f} vs "
-                  f"{med(f'tcr_{b}_connectivity'):.4f}; leak {med(f'mlc_{b}_leak'):.3f} vs {med(f'tcr_{b}_leak'):.3f}")
+                  f"{better}/{len(rows)} seeds; connectivity {med(f'{b}.mlc_connectivity'):.4f} vs "
+                  f"{med(f'{b}.tcr_connectivity'):.4f}; leak {med(f'{b}.mlc_leak'):.3f} vs {med(f'{b}.tcr_leak'):.3f}")
 
 
 if __name__ == "__main__":

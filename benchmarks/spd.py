@@ -217,7 +217,7 @@ def accuracy_study(seeds=(0, 1, 2), variants=("none", "aim", "lem", "bw", "gbw")
                     start = time.perf_counter()
                     metrics = workbench.run("spd_normalization", bn=variant, seed=seed, **{
                         **ACCURACY_SETUP, "epochs": epochs, **config, **overrides}).metrics
-                    line = {**key, **{k: metrics[k] for k in RESULT_KEYS - {"seconds"}},
+                    line = {**key, **{k: metrics[f"{variant}.{k}"] for k in RESULT_KEYS - {"seconds"}},
                             "seconds": time.perf_counter() - start}
                     print(json.dumps(line), flush=True)
                     if out:
@@ -228,6 +228,7 @@ def accuracy_study(seeds=(0, 1, 2), variants=("none", "aim", "lem", "bw", "gbw")
     return results
 
 
+# a line's results: the run's "<variant>.<key>" metrics, and the run's wall time
 RESULT_KEYS = {"validation_accuracy", "test_accuracy", "selected_epoch", "time_per_epoch", "seconds"}
 
 

@@ -8,7 +8,7 @@ work where Triton is missing.
 selfcheck: whether a kernel runs: `dense` (the layout and dtypes the kernels take), the switch
     WORKBENCH_KERNELS=auto|torch|triton and the self-check on first use of each (kernel, dtype, device), which falls
     back to the reference, with a warning, where a kernel is wrong; `python -m workbench.kernels.selfcheck` runs
-    every check.
+    every check (its command: selfcheck_report, which imports every family so that their checks register).
 
 adamw8bit_cpu: the fused CPU pass of AdamW8bit (numba); its reference is AdamW8bit(fused=False).
 adamw8bit_triton: the AdamW8bit update of a group's 8-bit states on CUDA in one launch (Triton); reference:
@@ -21,6 +21,7 @@ lightsb_lse: LightSB's mixture log-sum-exp for diagonal S: reference (one produc
 lightsb_lse_triton: its kernels, with backward.
 spd_sqrt: X^½ and X^{−½} of batches of SPD matrices: reference (eigh) and dispatch.
 spd_sqrt_triton: its kernel for n ≤ 64, by coupled Newton–Schulz.
+spd_sqrt_limits: the kernel's largest n, which the dispatch and the kernel both read (imports without Triton).
 tuning: `Tuned`, a kernel launched at tiles its launcher fixes and one of a few spill-free (warps, stages) pairs,
     autotuned on a GPU after dropping the pairs that spill there.
 compile_report: every kernel compiled ahead of time for sm_80/sm_90/sm_100 on a CPU, with its registers, spills and

@@ -3,7 +3,7 @@
 Every kernel family registers its probe (`@probe("lion")`, beside its reference and dispatch); its dispatch applies
 its own rules (dtypes, layout: `dense`; shapes, autograd) and asks `use_kernel(kernel, dtype, device)`, and runs
 the torch reference when the answer is no. `python -m workbench.kernels.selfcheck` runs every probe on a device and
-prints the verdicts (benchmarks/gpu_check.sh does, on a GPU).
+prints the verdicts (`workbench.kernels.selfcheck_report`; benchmarks/gpu_check.sh runs it on a GPU).
 
 The switch, the environment variable WORKBENCH_KERNELS, read at every dispatch (one dictionary look-up), so that a
 test or a notebook can change it:
@@ -32,11 +32,8 @@ capture raises a RuntimeError that says so.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import threading
-import time
 import warnings
 from typing import Callable
 
@@ -68,6 +65,11 @@ def probe(kernel: str) -> Callable[[Probe], Probe]:
     return register
 
 
+def registered() -> list[str]:
+    """The kernels with a probe, sorted: those whose module has been imported."""
+    return sorted(_probes)
+
+
 def mode() -> str:
     """WORKBENCH_KERNELS, checked: one of MODES ("auto" when unset)."""
     value = os.environ.get(VARIABLE, "auto")
@@ -89,10 +91,10 @@ def triton_runs_on(device: torch.device) -> bool:
         return False
     if device.type == "cuda":
         return True
-    return chosen == "triton" and device.type == "cpu" and _interpreter_on()
+    return chosen == "triton" and device.type == "cpu" and interpreter_on()
 
 
-def _interpreter_on() -> bool:
+def interpreter_on() -> bool:
     """Triton's interpreter is on (TRITON_INTERPRET, as Triton itself reads it); False where Triton is missing."""
     try:
         from triton import knobs
@@ -145,36 +147,7 @@ def describe(device: torch.device) -> str:
     return f"{device} (Triton's interpreter)"
 
 
-def main() -> None:
-    """Every registered probe on one device, in every dtype: a Markdown table; exit status 1 if one fails."""
-    parser = argparse.ArgumentParser(description="Run the kernels' self-checks and print their verdicts.")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cuda (default where present), or cpu under TRITON_INTERPRET=1")
-    device = torch.device(parser.parse_args().device)
-    if device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    elif not _interpreter_on():
-        sys.exit(f"no kernel runs on {device} here: use a CUDA device (--device cuda), or set TRITON_INTERPRET=1 to "
-                 "check the kernels through Triton's interpreter")
-    from workbench.kernels import lightsb_lse, lion, spd_sqrt  # noqa: F401  they register their probes
-    from workbench.optim import adamw8bit  # noqa: F401
+if __name__ == "__main__":  # the command is a module of its own, which imports the families that import this one
+    from workbench.kernels.selfcheck_report import main
 
-    print(f"Self-check on {describe(device)}\n")
-    print("| kernel | dtype | verdict | seconds (with compilation) |\n|---|---|---|---|")
-    failed = False
-    for kernel in sorted(_probes):
-        for dtype in DTYPES:
-            start = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", KernelFallbackWarning)
-                ok = passes(kernel, dtype, device)
-            failed |= not ok
-            verdict = "pass" if ok else "FAIL: " + " ".join(str(w.message) for w in caught).replace("\n", " ")
-            print(f"| {kernel} | {str(dtype).removeprefix('torch.')} | {verdict} | {time.perf_counter() - start:.2f} |")
-    sys.exit(1 if failed else 0)
-
-
-if __name__ == "__main__":  # run as a script this file is a second module: use the one the families registered with
-    from workbench.kernels.selfcheck import main as registered_main
-
-    registered_main()
+    main()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from workbench.kernels import selfcheck
+from workbench.kernels.spd_sqrt_limits import MAX_N
 from workbench.methods.spd.matfun import sqrtm_invsqrtm
 
 ACCEPT = 1e-3  # the dispatch keeps a matrix's Newton–Schulz result only when its final ρ ≤ ACCEPT
-MAX_N = 64  # the kernel's largest n (one program per matrix, padded to at most 64 x 64)
 
 
 def sqrt_and_invsqrt_reference(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,7 +56,7 @@ import torch
 import triton
 import triton.language as tl
 
-from workbench.kernels.spd_sqrt import MAX_N
+from workbench.kernels.spd_sqrt_limits import MAX_N
 from workbench.kernels.tuning import Tuned
 
 PRECISION = "ieee"

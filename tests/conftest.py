@@ -1,6 +1,7 @@
 import os
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -53,6 +54,59 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every notebook execution (nbval's cells of notebooks/, the ``notebook`` tests) and every browser test
+    ``slow``: ``pytest -m "not slow"`` is the development loop."""
+    for item in items:
+        if item.get_closest_marker("notebook") or item.get_closest_marker("browser") or item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def kernels():
+    """Jupyter kernels forked from one preloaded process, as sweeps get theirs (workbench.warm_kernels): a notebook
+    test pays for its notebook, not again for starting Python and importing torch, workbench and the experiment."""
+    from workbench.sweeps import SINGLE_THREAD
+    from workbench.warm_kernels import WarmKernels
+
+    pool = WarmKernels(ahead=1, env={**os.environ, **SINGLE_THREAD})
+    yield pool
+    pool.close()
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def move_kernel(km, folder: Path) -> None:
+    """Make ``folder`` the working directory of the kernel of ``km``, binding no name in its namespace."""
+    client = km.blocking_client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=120)
+        reply = client.execute_interactive(f"__import__('os').chdir({str(folder)!r})", silent=True,
+                                           store_history=False, timeout=120)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+
+
+@pytest.fixture
+def warm_kernel(kernels):
+    """``warm_kernel(name)``: the kernel manager of a fresh kernel forked for experiment ``name``, for papermill's
+    or run_notebook's ``km``, working in notebooks/ as `workbench notebook`'s kernels do (a notebook may read its
+    data/ there); the kernel is closed after the test."""
+    taken = []
+
+    def take(name: str):
+        taken.append(kernels.take(name, later=1))
+        move_kernel(taken[-1].km, NOTEBOOKS)
+        return taken[-1].km
+
+    yield take
+    for kernel in taken:
+        kernels.release(kernel)
 
 
 @pytest.fixture

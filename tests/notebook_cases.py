@@ -12,7 +12,7 @@ OVERRIDES = {
     "lightsb": {"seed": 2, "pair_seed": 2, "toy_steps": 200},
     "lightsb/mixture_benchmark": {"dataset": "mixture_benchmark", "dim": 2, "toy_steps": 200},
     "optimizers": {"seed": 1, "lm_steps": 60, "lm_optimizers": ["adamw", "galore"]},
-    "koopman": {"steps": 600, "ablation_steps": 200},
+    "koopman": {"steps": 600, "ablation_steps": 200, "paper_steps": 500},
     "manifold_clustering": {"seed": 1},
     "spd_normalization": {"seed": 1, "epochs": 2, "compare": ["none"]},
 }
@@ -51,6 +51,12 @@ from workbench.methods.lightsb import LightSB
 exact_drift = LightSB.drift
 LightSB.drift = lambda self, x, t: exact_drift(self, x, t) * (1 - t)  # E[X1 | X_t = x] − x, not divided by 1 − t
 ''', expect="drift at t = 0.5"),
+    Mutation("lightsb", "n_components_ignored", '''
+from workbench.labs.lightsb import LightSBExperiment
+
+# n_components silently ignored: always the automatic K (1 for the Gaussian pair, 50 otherwise)
+LightSBExperiment.components = property(lambda self: 1 if self.dataset == "gaussian" else 50)
+''', expect="cBW2-UVP does not fall as n_components grows"),
     Mutation("optimizers", "projected_update_does_nothing", '''
 from workbench.optim import apollo, frugal, subspace
 
@@ -74,6 +80,13 @@ def refresh(G, state, proj, rank):  # also keeps every right singular vector, no
 
 subspace.refresh = refresh
 ''', expect="state bytes"),
+    Mutation("optimizers", "rank_ignored", '''
+from workbench.methods import optim_tasks
+
+exact_rank = optim_tasks.projection_rank
+# rank = 4 or 64 accepted, but every projected matrix gets rank_fraction · min(m, n), as if rank were auto
+optim_tasks.projection_rank = lambda shape, rank, rank_fraction: exact_rank(shape, None, rank_fraction)
+''', expect="state bytes did not grow with the rank"),
     Mutation("spd_normalization", "bw_distance_half_cross_term", '''
 import workbench.methods.spd as spd
 from workbench.methods.spd import batchnorm, geometry
@@ -115,15 +128,15 @@ def divided_differences(lam, f_lam, df_lam):  # the official code's backward: 0 
 matfun.divided_differences = divided_differences
 ''', expect="tied eigenvalues"),
     Mutation("spd_normalization", "bn_identity_inside_spdnet", '''
-from workbench.experiments import spd_normalization
+from workbench.methods.spd import net
 
-build = spd_normalization.SPDNet.__init__
+build = net.SPDNet.__init__
 
 def __init__(self, *args, **kwargs):  # the BN is built and its parameters train, but it passes its input through
     build(self, *args, **kwargs)
     self.bn.forward = lambda X: X
 
-spd_normalization.SPDNet.__init__ = __init__
+net.SPDNet.__init__ = __init__
 ''', expect="output mean is"),
     Mutation("spd_normalization", "logeig_without_rotating_back", '''
 import torch
@@ -195,7 +208,18 @@ namespace = {}
 exec(broken, vars(batchnorm), namespace)
 batchnorm.SPDBatchNorm._forward_bw = namespace["_forward_bw"]
 ''', expect="GBWBN output mean"),
-    Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="autoencoder: NRMSE@5/20/50"),
+    Mutation("spd_normalization", "dispersion_identity_ignored", '''
+from workbench.methods.spd import batchnorm
+
+build = batchnorm.SPDBatchNorm.__init__
+
+def __init__(self, *args, **kwargs):  # dispersion = "identity" accepted, but the spread is measured around the mean
+    build(self, *args, **kwargs)
+    self.dispersion = "mean"
+
+batchnorm.SPDBatchNorm.__init__ = __init__
+''', expect="Exercise 3: with dispersion = identity"),
+    Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="protocol = paper: full"),
     Mutation("koopman", "entropy_sign_flipped", '''
 import workbench.methods.koopman as koopman
 
@@ -237,9 +261,11 @@ KoopmanAutoencoder.rollout_latent = staticmethod(rollout_latent)
 ''', expect="latent rollout z_0 K^n with the known K"),
     Mutation("koopman", "info_nce_temperature_ignored", '''
 import workbench.methods.koopman as koopman_methods
+from workbench.methods.koopman import autoencoder
 
 exact_info_nce = koopman_methods.info_nce
-koopman_methods.info_nce = lambda Z, k=3, tau=0.1, negatives="window": exact_info_nce(Z, k, 1.0, negatives)  # τ lost
+info_nce = lambda Z, k=3, tau=0.1, negatives="window": exact_info_nce(Z, k, 1.0, negatives)  # τ lost
+koopman_methods.info_nce = autoencoder.info_nce = info_nce  # as the notebook and the loss call it
 ''', expect="InfoNCE on a circle"),
     Mutation("koopman", "nrmse_divided_by_per_trajectory_std", '''
 from importlib import import_module
@@ -249,7 +275,7 @@ import workbench.methods.koopman as koopman_methods
 def data_std(X):  # each trajectory's own spread around its own mean, averaged: smaller than the pooled one
     return float((X - X.mean(dim=-2, keepdim=True)).square().mean(dim=(-2, -1)).sqrt().mean())
 
-koopman_methods.data_std = import_module("workbench.experiments.koopman").data_std = data_std
+koopman_methods.data_std = import_module("workbench.labs.koopman").data_std = data_std
 ''', expect="NRMSE normaliser"),
     Mutation("koopman", "encoder_standardisation_skipped_at_predict", '''
 from workbench.methods.koopman import KoopmanAutoencoder
@@ -265,20 +291,38 @@ def loss(self, x, w):  # the released loss with one slip: ‖z_n − z_n K‖² 
     B, L, D = x.shape
     x = (x - self.x_mean) / self.x_scale
     z = self.encoder(x)
-    K = self.K
-    rec = (self.decoder(z) - x).square().mean()
-    H = min(w.horizon, L - 1)
-    z_roll = self.rollout_latent(z[:, 0], K, H)
-    pred = (self.decoder(z_roll[:, 1:]) - x[:, 1:H + 1]).square().mean()
+    if self.koopman == "ridge":
+        K = koopman_methods.ridge_koopman(z[:, :-1].detach(), z[:, 1:].detach(), self.ridge_lambda).mean(dim=0)
+        self.K_ridge.copy_(K)
+    else:
+        K = self.K
+    if w.forecast == "rollout_mean":
+        z_ahead, reduce = self.rollout_latent(z[:, 0], K, L - 1)[:, 1:], torch.mean
+    else:
+        z_ahead, reduce = z[:, :-1] @ K, lambda error: error.mean(dim=(0, 2)).sum()
+    rec = reduce((self.decoder(z) - x).square())
+    pred = reduce((self.decoder(z_ahead) - x[:, 1:]).square())
     consistency = (z[:, :-1] - z[:, :-1] @ K).square().sum(-1).mean()
     S = von_neumann_entropy(z.reshape(B * L, -1))
     nce = koopman_methods.info_nce(z, w.k, w.tau, w.negatives) if w.alpha > 0 else torch.zeros((), device=x.device)
-    total = rec + pred + w.beta * consistency - ENTROPY_SIGNS[w.entropy_sign] * w.gamma * S + w.alpha * nce
+    total = (w.reconstruction * rec + pred + w.beta * consistency - ENTROPY_SIGNS[w.entropy_sign] * w.gamma * S
+             + w.alpha * nce)
     parts = {"rec": rec, "pred": pred, "nce": nce, "consistency": consistency, "entropy": S, "d_eff": S.exp()}
     return total, {name: value.detach() for name, value in parts.items()}
 
 KoopmanAutoencoder.loss = loss
 ''', expect="Lagrangian term 'consistency'"),
+    Mutation("koopman", "info_nce_gradient_detached", '''
+import workbench.methods.koopman as koopman_methods
+from workbench.methods.koopman import autoencoder
+
+exact_info_nce = koopman_methods.info_nce
+
+def info_nce(Z, k=3, tau=0.1, negatives="window"):  # the right value, but no gradient reaches the encoder
+    return exact_info_nce(Z.detach(), k, tau, negatives)
+
+koopman_methods.info_nce = autoencoder.info_nce = info_nce  # as the notebook and the loss call it
+''', expect="protocol = paper: full"),
     Mutation("koopman", "dmd_energy_rank_drops_the_last_mode", '''
 import torch
 from importlib import import_module
@@ -293,27 +337,38 @@ def dmd(X, Y, rank=None):  # rank = the modes holding 99.99 % of the energy, cou
         rank = int((s.square().cumsum(0) / s.square().sum() < 0.9999).sum())
     return exact_dmd(X, Y, rank)
 
-koopman_methods.dmd = import_module("workbench.experiments.koopman").dmd = dmd
+koopman_methods.dmd = import_module("workbench.labs.koopman").dmd = dmd
 ''', expect="DMD eigenvalues of the linear system"),
+    Mutation("koopman", "protocol_overrides_the_set_train_horizon", '''
+from workbench.labs.koopman import PROTOCOLS, KoopmanExperiment
+
+def setting(self, key):  # precedence reversed: the protocol's value wins over the one the user set
+    return PROTOCOLS[self.protocol].get(key, getattr(self, key))
+
+KoopmanExperiment.setting = setting
+''', expect="exercise 3"),
     Mutation("manifold_clustering", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING,
              expect="left Γ at its one-shot initialisation"),
     Mutation("manifold_clustering", "sinkhorn_skipped", '''
 import torch
 from workbench.methods import mlc
 
-mlc.sinkhorn = lambda K, eta, n_iter=5: torch.softmax(K / eta, dim=1)  # rows sum to 1, columns do not
+mlc.core.sinkhorn = mlc.sinkhorn = lambda K, eta, n_iter=5: torch.softmax(K / eta, dim=1)  # rows sum to 1, columns do not
 ''', expect="not doubly stochastic"),
     Mutation("manifold_clustering", "mcr2_half_factor", '''
 from workbench.methods import mlc
 
 coding_rate = mlc.coding_rate
-mlc.coding_rate = lambda Z, eps: 0.5 * coding_rate(Z, eps)  # MCR²'s ½, which the MLC paper drops
+mlc.core.coding_rate = mlc.coding_rate = lambda Z, eps: 0.5 * coding_rate(Z, eps)  # MCR²'s ½, which the MLC paper drops
 ''', expect="closed form"),
     Mutation("manifold_clustering", "accuracy_without_matching", '''
 import numpy as np
 from workbench.methods import mlc
 
-mlc.clustering_accuracy = lambda y_true, y_pred: float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))  # ids compared as they are
+def clustering_accuracy(y_true, y_pred):  # ids compared as they are
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+mlc.core.clustering_accuracy = mlc.clustering_accuracy = clustering_accuracy
 ''', expect="Hungarian accuracy: renaming"),
     Mutation("manifold_clustering", "features_not_normalised", '''
 from torch.nn import functional as F
@@ -337,7 +392,7 @@ def sinkhorn(K, eta, n_iter=5):  # one column update and one row update, whateve
     f = -torch.logsumexp(logits + g.unsqueeze(0), dim=1)
     return torch.exp(logits + f.unsqueeze(1) + g.unsqueeze(0))
 
-mlc.sinkhorn = sinkhorn
+mlc.core.sinkhorn = mlc.sinkhorn = sinkhorn
 ''', expect="Sinkhorn: not doubly stochastic"),
     Mutation("manifold_clustering", "sinkhorn_column_update_last", '''
 import math
@@ -353,12 +408,12 @@ def sinkhorn(K, eta, n_iter=5):  # the updates swapped: rows first, columns last
         g = math.log(m / n) - torch.logsumexp(logits + f.unsqueeze(1), dim=0)
     return torch.exp(logits + f.unsqueeze(1) + g.unsqueeze(0))
 
-mlc.sinkhorn = sinkhorn
+mlc.core.sinkhorn = mlc.sinkhorn = sinkhorn
 ''', expect="rows do not sum to 1"),
     Mutation("manifold_clustering", "kernel_without_absolute_value", '''
 from workbench.methods import mlc
 
-mlc.membership = lambda C, eta, n_iter=5: mlc.sinkhorn(C @ C.mT, eta, n_iter)  # CCᵀ, not |CCᵀ|
+mlc.core.membership = mlc.membership = lambda C, eta, n_iter=5: mlc.sinkhorn(C @ C.mT, eta, n_iter)  # CCᵀ, not |CCᵀ|
 ''', expect="flipping the signs"),
     Mutation("manifold_clustering", "compressed_rate_with_one_over_n", '''
 import torch
@@ -371,7 +426,7 @@ def compressed_coding_rate(Z, Gamma, eps):  # R's d/(nε²) copied into R_c, who
     I = torch.eye(d, dtype=Z.dtype, device=Z.device)
     return mlc.logdet_spd(I + d / (n * eps**2) * covs).mean()
 
-mlc.compressed_coding_rate = compressed_coding_rate
+mlc.core.compressed_coding_rate = mlc.compressed_coding_rate = compressed_coding_rate
 ''', expect="closed form: R_c"),
     Mutation("manifold_clustering", "one_shot_copy_skipped", '''
 from workbench.methods import mlc
@@ -394,7 +449,7 @@ def spectral_labels(affinity, n_clusters, seed=0):  # the k eigenvectors of L wi
     U = np.linalg.eigh(L)[1][:, -n_clusters:]
     return KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(normalize(U))
 
-mlc.spectral_labels = spectral_labels
+mlc.core.spectral_labels = mlc.spectral_labels = spectral_labels
 ''', expect="spectral read-out"),
     Mutation("manifold_clustering", "membership_of_one_view", '''
 import torch
@@ -407,6 +462,13 @@ def mlc_objective(Z_views, C_views, eps, eta, n_iter):  # Γ of the first view, 
     R, Rc = mlc.coding_rate(Z, eps), mlc.compressed_coding_rate(Z, Gamma, eps)
     return -(R - Rc), {"R": R.item(), "R_c": Rc.item(), "delta_R": (R - Rc).item()}, Z.detach(), Gamma.detach()
 
-mlc.mlc_objective = mlc_objective
+mlc.core.mlc_objective = mlc.mlc_objective = mlc_objective
 ''', expect="two views"),
+    Mutation("manifold_clustering", "membership_ignores_eta", '''
+from workbench.methods import mlc
+
+exact_membership = mlc.membership
+# eta = 0.03 or 0.5 accepted, but every membership is P(|CCᵀ|) at the default η = 0.15
+mlc.core.membership = mlc.membership = lambda C, eta, n_iter=5: exact_membership(C, 0.15, n_iter)
+''', expect="did not drift towards I"),
 ]

@@ -1,12 +1,15 @@
 """Helpers of the tests that start servers (served panels, the app, JupyterLab, Dask) and browse them."""
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -58,3 +61,43 @@ def stop_process(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+SERVING = re.compile(r"^serving .+ at (http://\S+)", re.MULTILINE)  # the line a served app prints
+
+
+def printed_url(process: subprocess.Popen, log: Path, timeout: float = 120) -> str:
+    """The URL (with its ``?token=``) that a served app wrote to ``log``; fails early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if match := SERVING.search(log.read_text()):
+            return match.group(1)
+        if process.poll() is not None:
+            raise AssertionError(f"{process.args[:4]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no URL printed in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def served(command: list[str], cwd: Path, log: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Run a served app (``workbench serve``, ``python -m workbench.panels.serve``), its output to ``log``;
+    yields (the process, the URL it printed) once that URL answers 200, and stops the process on leaving."""
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(**env))
+    try:
+        url = printed_url(process, log)
+        wait_http(url, process, log=log)
+        yield process, url
+    finally:
+        stop_process(process)
+
+
+# The runs table of the store's first release (before the sweep_id, pid, host, process_start and heartbeat
+# columns): the migration tests write a store with it and open it with today's RunStore.
+FIRST_RUNS_TABLE = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'stopped')), params TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}', curves TEXT NOT NULL DEFAULT '{}', seed INTEGER, device TEXT,
+    started_at REAL NOT NULL, finished_at REAL, duration_s REAL, git_commit TEXT, git_dirty INTEGER,
+    versions TEXT NOT NULL DEFAULT '{}', notebook TEXT, error TEXT);
+"""

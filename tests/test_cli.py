@@ -1,6 +1,7 @@
 """The `workbench` command, run as a user would: a subprocess."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,12 +22,14 @@ def workbench_cli(*args, db, check_rc=None):
     return done
 
 
+@pytest.mark.slow
 def test_list_shows_parameters_with_bounds_and_docs(tmp_path):
     out = workbench_cli("list", db=tmp_path / "r.db", check_rc=0).stdout
     assert "lightsb:" in out
     assert "epsilon = " in out and "a number in" in out
 
 
+@pytest.mark.slow
 def test_run_records_and_prints_metrics(tmp_path):
     db = tmp_path / "r.db"
     done = workbench_cli("run", "lightsb", *SMALL, db=db, check_rc=0)
@@ -46,6 +49,7 @@ def test_run_records_and_prints_metrics(tmp_path):
     assert shown["id"] == run.id and shown["params"]["dim"] == 2
 
 
+@pytest.mark.slow
 def test_db_option_overrides_environment(tmp_path):
     other = tmp_path / "other.db"
     workbench_cli("run", "lightsb", *SMALL, "--db", str(other), "-q", db=tmp_path / "env.db", check_rc=0)
@@ -53,9 +57,7 @@ def test_db_option_overrides_environment(tmp_path):
     assert not (tmp_path / "env.db").exists()
 
 
-@pytest.mark.parametrize("override, fragments", [
-    ("epsilon=-1", ["'epsilon'", "-1", "a number in"]),
-    ("dim=abc", ["'dim'", "'abc'", "an integer in"]),
+@pytest.mark.parametrize("override, fragments", [  # a value out of bounds: tests/test_contract.py, for every experiment
     ("nosuch=1", ["unknown parameter 'nosuch'", "valid names:", "epsilon"]),
 ])
 def test_bad_input_exits_2_names_the_problem_records_nothing(tmp_path, override, fragments):
@@ -80,3 +82,31 @@ def test_device_cuda_without_cuda_exits_2_and_records_nothing(tmp_path):
     done = workbench_cli("run", "lightsb", *SMALL, "-p", "device=cuda", db=db, check_rc=2)
     assert "'device' = 'cuda'" in done.stderr and "no CUDA device" in done.stderr and "Traceback" not in done.stderr
     assert not db.exists() or RunStore(db).list() == []
+
+
+@pytest.mark.slow
+def test_runs_tables_fit_120_columns_and_show_keeps_everything(tmp_path):
+    db = tmp_path / "r.db"
+    store = RunStore(db)
+    optimizers = ["adamw", "galore", "dct", "apollo", "apollo_mini", "frugal", "lion", "adamw8bit", "lamb"]
+    metrics = {f"{name}.{metric}": 0.1234567 + i for i, name in enumerate(optimizers)
+               for metric in ("test_accuracy", "final_loss", "state_bytes", "step_ms")}
+    optimizers_run = store.record("optimizers", {"task": "digits"}, "finished", metrics=metrics)
+    store.record("lightsb", {"dim": 2}, "finished", metrics={"cbw2_uvp": 0.5, "kl": 0.25})
+    headline = "test_accuracy: " + ", ".join(f"{name} {metrics[name + '.test_accuracy']:.4g}" for name in optimizers)
+    assert len(headline) > 120  # the cell that used to widen every row
+
+    table = workbench_cli("runs", db=db, check_rc=0).stdout.splitlines()
+    assert max(map(len, table)) <= 120
+    assert table[2].startswith(f"{optimizers_run}   optimizers") and table[2].endswith("…")
+    last_cell = re.split(r" {2,}", table[2])[-1]  # the seconds column before it varies in width
+    assert headline.startswith(last_cell[:-1])  # cut, not changed
+    assert table[3].endswith("cbw2_uvp 0.5; kl 0.25")  # short cells whole
+    assert "workbench show ID" in table[-1]
+    wide = workbench_cli("runs", "optimizers", db=db, check_rc=0).stdout.splitlines()  # a column per metric
+    assert max(map(len, wide)) <= 120 and "adamw.test_accuracy" in wide[0] and "columns left out" in wide[-1]
+    lightsb = workbench_cli("runs", "lightsb", db=db, check_rc=0).stdout.splitlines()
+    assert lightsb[0].split()[-2:] == ["cbw2_uvp", "kl"] and "cut to fit" not in lightsb[-1]  # fits: unchanged
+
+    shown = json.loads(workbench_cli("show", str(optimizers_run), db=db, check_rc=0).stdout)
+    assert shown["metrics"] == pytest.approx(metrics)

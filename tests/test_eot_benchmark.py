@@ -6,7 +6,7 @@ import torch
 from workbench.methods.eot_benchmark import (
     EightGaussians, GaussianPair, MixtureBenchmark, SwissRoll, make_pair,
 )
-from workbench.metrics import gaussian_moments
+from workbench.methods.gaussian_metrics import gaussian_moments
 
 
 def test_recipe_is_seed_exact_and_follows_the_draw_order():

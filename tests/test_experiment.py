@@ -87,12 +87,32 @@ def test_list_parameters_parse_comma_separated_cli_values():
 
 def test_get_imports_only_the_experiment_asked_for_and_experiments_lists_them_all():
     """A fresh process running one experiment does not import the others (SPD's geoopt, MLC's scikit-learn ...),
-    and workbench.experiments() keeps working after the subpackage has been imported."""
+    and workbench.experiments() lists them all (the bundled ones live in the package workbench.labs)."""
     import subprocess
     import sys
 
     code = ("import sys, workbench; workbench.get('lightsb'); "
-            "print(sorted(m for m in sys.modules if m.startswith('workbench.experiments.'))); "
-            "print(sorted(workbench.experiments()) == sorted(workbench.experiments()), 'spd_normalization' in workbench.experiments())")
+            "print(sorted(m for m in sys.modules if m.startswith('workbench.labs.'))); "
+            "print(callable(workbench.experiments), 'spd_normalization' in workbench.experiments())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
-    assert out.splitlines() == ["['workbench.experiments.lightsb']", "True True"]
+    assert out.splitlines() == ["['workbench.labs.lightsb']", "True True"]
+
+
+def test_one_thread_on_cpu_sets_one_thread_inside_and_restores_the_count_after():
+    import torch
+
+    from workbench.experiment import one_thread_on_cpu
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_thread_on_cpu(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with one_thread_on_cpu(torch.device("meta")):  # not a CPU: left alone
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), one_thread_on_cpu(torch.device("cpu")):
+            raise RuntimeError("restored on the way out of an error too")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

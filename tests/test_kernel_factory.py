@@ -56,6 +56,7 @@ def factory():
     factory.close()
 
 
+@pytest.mark.slow
 def test_each_forked_kernel_is_a_fresh_process_of_its_own(factory):
     kernels = [Kernel("lightsb", {**os.environ, **SINGLE_THREAD, "POINT_TAG": tag}, factory) for tag in "ab"]
     try:
@@ -74,6 +75,7 @@ def test_each_forked_kernel_is_a_fresh_process_of_its_own(factory):
     assert all(not kernel.alive() for kernel in kernels)
 
 
+@pytest.mark.slow
 def test_the_exit_status_of_a_kernel_and_a_factory_that_cannot_fork(factory):
     kernel = Kernel("lightsb", {**os.environ, **SINGLE_THREAD}, factory)
     try:
@@ -102,6 +104,7 @@ time.sleep(600)
 
 
 @pytest.mark.parametrize("end", ["close", "driver killed"])
+@pytest.mark.slow
 def test_no_kernel_outlives_its_factory_or_its_driver(factory, end):
     if end == "close":
         kernel = Kernel("lightsb", {**os.environ, **SINGLE_THREAD}, factory)
@@ -116,6 +119,7 @@ def test_no_kernel_outlives_its_factory_or_its_driver(factory, end):
     assert all(gone(pid, within=10) for pid in pids)
 
 
+@pytest.mark.slow
 def test_a_long_temporary_directory_does_not_break_the_kernels_sockets(factory, tmp_path, monkeypatch):
     long = tmp_path / ("x" * 60) / ("y" * 60)
     long.mkdir(parents=True)

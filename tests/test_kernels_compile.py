@@ -54,6 +54,7 @@ def check(tmp_path_factory):
                           timeout=900)
 
 
+@pytest.mark.slow
 def test_every_kernel_compiles_for_sm80_and_sm90_without_spilling(check):
     summary = "\n".join(line for line in check.stdout.splitlines() if not line.startswith("|"))  # the table left out
     assert check.returncode == 0, summary + check.stderr[-4000:]
@@ -63,6 +64,7 @@ def test_every_kernel_compiles_for_sm80_and_sm90_without_spilling(check):
     assert all(row[5] == "0" and row[-1].strip(" |") == "ok" for row in rows)
 
 
+@pytest.mark.slow
 def test_the_check_catches_a_kernel_that_spills(check):
     assert "hoard: spills" in check.stdout, check.stdout[-2000:] + check.stderr[-2000:]
 

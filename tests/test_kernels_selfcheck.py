@@ -5,6 +5,7 @@ so the dispatches of the methods and optimizers, and the self-check, run here as
 by kernel module (Triton's interpreter runs every launch through `InterpretedFunction.run`), which shows that
 the work went through the kernels; deliberately broken kernels show the fallback.
 """
+import subprocess
 import sys
 import warnings
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 from triton.runtime.interpreter import InterpretedFunction, InterpreterBuilder, TensorHandle
 
-from workbench.kernels import adamw8bit_triton, lightsb_lse_triton, selfcheck, spd_sqrt_triton
+from workbench.kernels import adamw8bit_triton, lightsb_lse_triton, selfcheck, selfcheck_report, spd_sqrt_triton
 from workbench.kernels.selfcheck import KernelFallbackWarning
 from workbench.kernels.spd_sqrt import sqrt_and_invsqrt
 from workbench.methods.lightsb import LightSB, fit
@@ -234,7 +235,7 @@ def test_the_self_check_report(fresh_verdicts, monkeypatch, capsys):
     monkeypatch.setattr(selfcheck, "_probes", {"good": lambda dtype, device: None, "bad": bad})
     monkeypatch.setattr(sys, "argv", ["selfcheck", "--device", "cpu"])
     with pytest.raises(SystemExit) as exit_status:
-        selfcheck.main()
+        selfcheck_report.main()
     assert exit_status.value.code == 1
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| good") or
             line.startswith("| bad")]
@@ -245,3 +246,16 @@ def test_the_self_check_report(fresh_verdicts, monkeypatch, capsys):
                          "The torch reference runs in its place for the rest of this process (as with "
                          "WORKBENCH_KERNELS=torch)."],
                         ["| good", "float32", "pass"], ["| good", "bfloat16", "pass"], ["| good", "float16", "pass"]]
+
+
+@pytest.mark.slow
+def test_python_m_selfcheck_runs_the_report_over_every_family():
+    """`python -m workbench.kernels.selfcheck`, the README's command, reaches `selfcheck_report.main`, and importing
+    that module registers the probe of every kernel family (fresh processes: this file imports the families)."""
+    command = subprocess.run([sys.executable, "-m", "workbench.kernels.selfcheck", "--help"], capture_output=True,
+                             text=True, timeout=600)
+    assert command.returncode == 0, command.stderr
+    assert "Run the kernels' self-checks and print their verdicts." in command.stdout
+    kernels = subprocess.run([sys.executable, "-c", "from workbench.kernels import selfcheck, selfcheck_report; "
+                              "print(*selfcheck.registered())"], capture_output=True, text=True, timeout=600)
+    assert kernels.stdout.split() == ["adamw8bit", "lightsb_lse", "lion", "spd_sqrt"], kernels.stderr

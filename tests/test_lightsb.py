@@ -8,10 +8,11 @@ import scipy.linalg
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
-from workbench.cadence import Cadence
+from workbench.progress import Cadence
 from workbench.methods.eot_benchmark import GaussianPair, MixtureBenchmark
 from workbench.methods.lightsb import LightSB, fit, gaussian_bridge, gaussian_drift, sample_categorical
-from workbench.metrics import bw2, bw2_uvp, cbw2_uvp_from_moments, cbw2_uvp_from_samples, gaussian_moments
+from workbench.methods.gaussian_metrics import (bw2, bw2_uvp, cbw2_uvp_from_moments, cbw2_uvp_from_samples,
+                                                gaussian_moments)
 
 F64 = torch.float64
 
@@ -257,7 +258,7 @@ def test_fit_reports_window_means_and_stops_on_request():
         return x0[:n]
 
     done = fit(model, sample_x0, lambda n: x1[:n], steps=100, batch_size=16, lr=1e-2,
-               callback=lambda step, loss: calls.append((step, loss)), stop=lambda: len(calls) == 2,
+               callback=lambda event: calls.append((event.step, event.metrics["loss"])), stop=lambda: len(calls) == 2,
                cadence=Cadence(100, every=10, seconds=None))
     assert done == 20
     assert [s for s, _ in calls] == [10, 20]

@@ -1,6 +1,7 @@
 """MLC against ground truth: closed forms of R and R_c, the orthogonal-subspace gain, Sinkhorn's marginals and
-its η behaviour (down to the permutation degeneracy), the Hungarian accuracy, numerical ranks, and the
-training pieces (one-shot copy, device-agnostic fit)."""
+its η behaviour (down to the permutation degeneracy), the Hungarian accuracy, numerical ranks, the picture's
+read-out, the datasets, the baselines on data they must solve, and the training pieces (one-shot copy, reports
+on the Cadence, device-agnostic fit)."""
 import math
 
 import numpy as np
@@ -9,6 +10,9 @@ import torch
 from torch.nn import functional as F
 
 from workbench.methods import mlc
+from workbench.methods.mlc import (DATASETS, cluster_baseline, digit_augmenter, make_dataset, run_baselines,
+                                   self_expression_connectivity)
+from workbench.progress import Cadence
 
 F64 = torch.float64
 
@@ -266,6 +270,78 @@ def test_membership_leak_of_true_blocks_and_of_the_uniform_membership(k):
     assert mlc.membership_leak(torch.eye(n), y) == 0.0  # blind to the permutation degeneracy: it measures mixing only
 
 
+@pytest.mark.filterwarnings("ignore:Graph is not fully connected")  # that is the point: one block per subspace
+def test_cluster_view_reads_out_orthogonal_subspaces_exactly():
+    Z, y, Gamma = orthogonal_subspaces(d=12, k=3, r=2, per=8, seed=0)
+    shuffle = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
+    Z, y, Gamma = Z[shuffle], y[shuffle].numpy(), Gamma[shuffle][:, shuffle]
+    view = mlc.ClusterView(Z, Gamma, 3, y)
+    assert view.accuracy == 1.0 and len(set(view.labels.tolist())) == 3
+    assert (np.diff(view.labels[view.order]) >= 0).all()  # sorted by predicted cluster
+    assert np.allclose(view.cosine, (Z @ Z.T).abs().numpy())
+    for s in view.spectra.values():  # ±basis vectors of a 2-D subspace: two equal singular values, the rest 0
+        assert np.allclose(s, [1, 1] + [0] * (len(s) - 2), atol=1e-12)
+    coords = view.coordinates(3)
+    assert coords.shape == (24, 3) and np.allclose(coords.mean(0), 0, atol=1e-12)
+    given = mlc.ClusterView(Z, Gamma, 3, labels=np.zeros(24, int))
+    assert given.labels.tolist() == [0] * 24 and given.accuracy is None  # given labels are kept; no y, no accuracy
+
+
+# --- data --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_datasets_are_seeded_and_labelled(name):
+    k = 2 if name in ("moons", "circles") else 4
+    X, y = make_dataset(name, 200, k, ambient_dim=16, manifold_dim=2, noise=0.05, seed=3)
+    X2, y2 = make_dataset(name, 200, k, ambient_dim=16, manifold_dim=2, noise=0.05, seed=3)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert X.shape[0] == y.shape[0] == 200 and X.dtype == np.float32
+    assert sorted(np.unique(y)) == list(range(k)) and np.bincount(y).min() >= 200 // k - 1
+
+
+def test_digits_subset_is_stratified_and_in_unit_range():
+    X, y = make_dataset("digits", 300, 10, seed=0)
+    assert X.shape == (300, 64) and 0 <= X.min() and X.max() <= 1
+    assert np.bincount(y).tolist() == [30] * 10
+    X, y = make_dataset("digits", 100_000, 3)
+    assert len(y) == int((y < 3).sum()) and len(y) > 500  # all images of the classes 0, 1, 2
+
+
+def test_digit_augmentation_is_small_and_identity_without_randomness():
+    X, _ = make_dataset("digits", 50, 10)
+    x = torch.as_tensor(X)
+    assert torch.allclose(digit_augmenter(0.0, max_degrees=0, max_shift=0)(x), x, atol=1e-5)
+    moved = digit_augmenter(0.05, generator=torch.Generator().manual_seed(0))(x)
+    assert moved.shape == x.shape and 0 < (moved - x).abs().mean() < 0.2
+
+
+# --- baselines ---------------------------------------------------------------------------------------------
+
+def test_manifolds_defeat_kmeans_but_not_subspace_clustering_on_subspaces():
+    X, y = make_dataset("subspaces", 300, 3, ambient_dim=20, manifold_dim=3, noise=0.0, seed=0)
+    assert mlc.clustering_accuracy(y, cluster_baseline("ssc", X, 3, ssc_kmax=5)) > 0.95
+    assert mlc.clustering_accuracy(y, cluster_baseline("ensc", X, 3)) > 0.95
+    assert mlc.clustering_accuracy(y, cluster_baseline("kmeans", X, 3)) < 0.8
+    X, y = make_dataset("manifolds", 300, 3, ambient_dim=20, manifold_dim=1, noise=0.02, seed=0)
+    table = run_baselines(X, y, 3, ["kmeans", "spectral"])
+    assert table["kmeans"]["accuracy"] < 0.8 < table["spectral"]["accuracy"]  # one centre, curved clusters
+
+
+def test_self_expression_connectivity_is_zero_for_split_clusters_and_m_over_m_minus_1_for_cliques():
+    y = np.repeat([0, 1], 4)
+    C = np.kron(np.eye(2), np.ones((4, 4)) - np.eye(4))  # two cliques of 4, no edge between them
+    assert self_expression_connectivity(C, y) == pytest.approx(4 / 3)
+    C[:2, 2:4] = C[2:4, :2] = C[4:6, 6:] = C[6:, 4:6] = 0  # each cluster falls apart into two pairs
+    assert self_expression_connectivity(C, y) == pytest.approx(0, abs=1e-12)
+
+
+def test_self_expressive_baselines_report_connectivity_and_leak():
+    X, y = make_dataset("subspaces", 150, 3, ambient_dim=20, manifold_dim=3, noise=0.0, seed=0)
+    table = run_baselines(X, y, 3, ["ssc", "ensc"])
+    for scores in table.values():
+        assert scores["accuracy"] > 0.95 and scores["leak"] < 1e-3 and scores["connectivity"] > 0
+
+
 # --- training pieces ---------------------------------------------------------------------------------------------
 
 def test_fit_runs_both_phases_and_increases_the_rate_reduction():
@@ -277,9 +353,11 @@ def test_fit_runs_both_phases_and_increases_the_rate_reduction():
     net = mlc.MLCNet(10, hidden=64, feature_dim=8)
     log = []
     steps = mlc.fit(net, X, lambda x: x + 0.02 * torch.randn_like(x), tcr_steps=30, mlc_steps=30, eps=0.5, eta=0.2,
-                    tcr_lr=1e-3, mlc_lr=1e-3, callback=lambda s, phase, terms: log.append((phase, terms)))
-    assert steps == 60 and [p for p, _ in log] == ["tcr"] * 30 + ["mlc"] * 30
-    mlc_terms = [t["delta_R"] for p, t in log if p == "mlc"]
+                    tcr_lr=1e-3, mlc_lr=1e-3, callback=log.append, cadence=Cadence(60, every=1, seconds=None))
+    assert steps == 60 and [e.step for e in log] == list(range(1, 61))
+    assert [sorted(e.metrics) for e in log] == ([["tcr.train_R", "tcr.train_invariance"]] * 30
+                                                + [["mlc.train_R", "mlc.train_R_c", "mlc.train_delta_R"]] * 30)
+    mlc_terms = [e.metrics["mlc.train_delta_R"] for e in log[30:]]
     assert mlc_terms[-1] > mlc_terms[0]
     Z, Gamma = mlc.embed(net, X, eta=0.2)
     assert Z.shape == (120, 8) and Gamma.shape == (120, 120)
@@ -287,12 +365,48 @@ def test_fit_runs_both_phases_and_increases_the_rate_reduction():
     assert mlc.spectral_labels(Gamma, 2).shape == y.shape
 
 
+def test_fit_reports_the_mean_of_each_term_since_the_previous_report():
+    def run(every):
+        torch.manual_seed(0)
+        net, events = mlc.MLCNet(4, hidden=8, feature_dim=3), []
+        X = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+        steps = mlc.fit(net, X, lambda x: x, tcr_steps=5, mlc_steps=4, eps=0.5, eta=0.5, callback=events.append,
+                        cadence=Cadence(9, every=every, seconds=None))
+        return steps, events
+
+    steps, each = run(1)
+    assert steps == 9 and [e.step for e in each] == list(range(1, 10)) and {e.total for e in each} == {9}
+    steps, events = run(3)
+    assert steps == 9 and [e.step for e in events] == [3, 6, 9]
+    # the report at step 6 spans both phases: TCR's steps 4, 5 and MLC's step 6, each term averaged over its own
+    assert events[1].metrics["tcr.train_R"] == pytest.approx(np.mean([e.metrics["tcr.train_R"] for e in each[3:5]]))
+    assert events[1].metrics["mlc.train_delta_R"] == pytest.approx(each[5].metrics["mlc.train_delta_R"])
+    assert events[2].metrics["mlc.train_R_c"] == pytest.approx(np.mean([e.metrics["mlc.train_R_c"] for e in each[6:]]))
+    assert set(events[0].metrics) == {"tcr.train_R", "tcr.train_invariance"} and "tcr.train_R" not in events[2].metrics
+
+
+def test_fit_copies_the_head_and_calls_on_pretrained_before_the_last_pretraining_report():
+    seen = []
+
+    def on_pretrained(net):
+        seen.append(("pretrained", torch.equal(net.cluster_head[0].weight, net.feature_head[0].weight)))
+
+    for tcr_steps in (3, 0):
+        seen.clear()
+        net = mlc.MLCNet(4, hidden=8, feature_dim=3)
+        mlc.fit(net, torch.randn(20, 4), lambda x: x, tcr_steps=tcr_steps, mlc_steps=2, eps=0.5, eta=0.5,
+                callback=lambda event: seen.append(event.step), on_pretrained=on_pretrained,
+                cadence=Cadence(tcr_steps + 2, every=1, seconds=None))
+        assert seen == [*range(1, tcr_steps), ("pretrained", True), *range(max(tcr_steps, 1), tcr_steps + 3)]
+
+
 def test_fit_stops_when_asked():
     net = mlc.MLCNet(4, hidden=8, feature_dim=3)
     calls = []
     steps = mlc.fit(net, torch.randn(20, 4), lambda x: x, tcr_steps=10, mlc_steps=10, eps=0.5, eta=0.5,
-                    callback=lambda s, p, t: calls.append(s), stop=lambda: len(calls) >= 3)
-    assert steps == 3
+                    callback=lambda event: calls.append(event.step), stop=lambda: len(calls) >= 3,
+                    cadence=Cadence(20, every=1, seconds=None))
+    assert steps == 3 and calls == [1, 2, 3]
 
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))

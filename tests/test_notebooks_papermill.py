@@ -1,15 +1,18 @@
-"""Notebooks executed by papermill with overrides, as `workbench notebook` and `make run` do."""
+"""Notebooks executed by papermill with overrides, through `workbench notebook`'s run_notebook, on kernels forked
+from a preloaded process as sweeps run them (the ``warm_kernel`` fixture)."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
 
 from notebook_cases import OVERRIDES
 
 from workbench.experiment import ConfigError
+from workbench.handout import is_solution, student_copy
 from workbench.reporting import read_reports
 from workbench.runner import run_notebook
 from workbench.store import RunStore
@@ -19,13 +22,22 @@ pytestmark = pytest.mark.notebook
 
 
 @pytest.mark.parametrize("case", sorted(OVERRIDES))
-def test_notebook_passes_its_checks_with_overrides_and_is_recorded(case, tmp_path):
-    """The settings of every case in notebook_cases (those the mutation tests break) pass unbroken."""
+def test_notebook_passes_its_checks_with_overrides_and_is_recorded(case, tmp_path, warm_kernel, monkeypatch):
+    """The settings of every case in notebook_cases (those the mutation tests break) pass unbroken. A notebook's own
+    case runs its student copy (`workbench handout`: the worked solutions taken out), which must run top to bottom
+    with its checks passing too; the solutions themselves run under nbval and under the breakages."""
     name = case.split("/")[0]
     if not (NOTEBOOKS / f"{name}.ipynb").exists():
         pytest.fail(f"notebooks/{name}.ipynb is missing")
+    if case == name:
+        notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        assert any(is_solution(cell) for cell in notebook.cells), f"{name}: no worked solution to take out"
+        (tmp_path / "student").mkdir()
+        nbformat.write(student_copy(notebook), tmp_path / "student" / f"{name}.ipynb")
+        monkeypatch.setenv("WORKBENCH_NOTEBOOKS", str(tmp_path / "student"))
     store = RunStore(tmp_path / "runs.db")
-    report, output, run_id = run_notebook(name, OVERRIDES[case], output_dir=tmp_path, store=store)
+    report, output, run_id = run_notebook(name, OVERRIDES[case], output_dir=tmp_path, store=store,
+                                          km=warm_kernel(name))
     run = store.load(run_id)
     assert run.status == "finished" and output.exists()
     for key, value in OVERRIDES[case].items():
@@ -34,11 +46,11 @@ def test_notebook_passes_its_checks_with_overrides_and_is_recorded(case, tmp_pat
     assert read_reports(output)["params"]["seed"] == run.params["seed"]
 
 
-def test_bad_papermill_parameter_fails_inside_the_notebook(tmp_path):
+def test_bad_papermill_parameter_fails_inside_the_notebook(tmp_path, warm_kernel):
     with pytest.raises(papermill.PapermillExecutionError, match=r"ConfigError: lightsb: parameter 'epsilon' = -1"):
         papermill.execute_notebook(str(NOTEBOOKS / "lightsb.ipynb"), str(tmp_path / "out.ipynb"),
                                    parameters={"epsilon": -1}, kernel_name="python3", progress_bar=False,
-                                   cwd=str(NOTEBOOKS))
+                                   km=warm_kernel("lightsb"))
 
 
 def test_bad_override_is_rejected_before_papermill_starts(tmp_path):

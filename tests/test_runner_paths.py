@@ -94,6 +94,7 @@ def cli(*args, env_extra, **kwargs):
                           timeout=300, **kwargs)
 
 
+@pytest.mark.slow
 def test_notebook_all_runs_every_notebook_and_isolates_a_failure(notebooks, tmp_path):
     db = tmp_path / "runs.db"
     done = cli("notebook", "--all", "-q", "--output-dir", str(tmp_path / "out"),
@@ -118,6 +119,7 @@ def ignore_sigint() -> None:
     ["run", "lightsb", "-p", "dataset=gaussian", "-p", "dim=2", "-p", "n_components=1", "-p", "steps=1000000"],
     ["notebook", "lightsb"],  # the stand-in notebook below sleeps
 ])
+@pytest.mark.slow
 def test_ctrl_c_records_the_run_as_stopped_and_exits_130(notebooks, tmp_path, command):
     write_notebook(notebooks / "lightsb.ipynb", "seed = 0", "import time\ntime.sleep(120)")
     db = tmp_path / "runs.db"

@@ -72,8 +72,10 @@ def test_metrics_csv_holds_every_curve_point_and_the_final_values(filled):
     assert final["adamw.distance"] == pytest.approx(run.metrics["adamw.distance"])
 
 
-def test_runs_frame_of_no_runs_has_the_columns():
+def test_runs_frame_of_no_runs_has_the_columns_and_dtypes_of_a_full_one(store):
     assert list(runs_frame([]).columns) == ["run", "experiment", "status", "sweep", "started", "duration", "headline"]
+    store.record("toy_countdown", {}, "finished", metrics={"x": 1.0})
+    assert dict(runs_frame([]).dtypes) == dict(runs_frame(store.list()).dtypes)  # no column rebuild when filtered empty
 
 
 def test_the_app_has_a_page_per_registered_experiment_and_the_runs_page(store):

@@ -1,5 +1,6 @@
 """Servers the package starts listen on 127.0.0.1 unless asked otherwise: the served panel, JupyterLab through
-`make lab` (as root too) and the sweeps' Dask LocalCluster. Listening sockets are read from /proc/net/tcp(6)."""
+`make lab` (as root too) and the sweeps' Dask LocalCluster. Listening sockets are read from /proc/net/tcp(6).
+The served apps are reached through the URL they print, with its token."""
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import free_port, stop_process, wait_http
+from support import free_port, served, stop_process, wait_http
 from workbench.panels.serve import is_loopback
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,32 +38,24 @@ SERVERS = {"panel": [sys.executable, "-m", "workbench.panels.serve", "lightsb"],
 
 
 @pytest.mark.parametrize("server_name", SERVERS)
+@pytest.mark.slow
 def test_served_apps_listen_on_loopback_only(server_name, tmp_path):
-    port = free_port()
-    server = subprocess.Popen(SERVERS[server_name] + ["--port", str(port)], cwd=tmp_path,
-                              env={**os.environ, "WORKBENCH_DB": str(tmp_path / "runs.db")},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", server)
+    port, log = free_port(), tmp_path / "serve.log"
+    with served(SERVERS[server_name] + ["--port", str(port)], tmp_path, log, WORKBENCH_DB=str(tmp_path / "runs.db")):
         assert listening_addresses(port) and listening_addresses(port) <= LOOPBACK_HEX, listening_addresses(port)
-    finally:
-        stop_process(server)
-    assert "warning" not in server.stdout.read()
+    assert "warning" not in log.read_text()
 
 
 def test_the_app_warns_when_asked_to_listen_beyond_loopback(tmp_path):
-    port = free_port()
-    server = subprocess.Popen(SERVERS["app"] + ["--port", str(port), "--address", "0.0.0.0"], cwd=tmp_path,
-                              env={**os.environ, "WORKBENCH_DB": str(tmp_path / "runs.db")},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", server)
+    port, log = free_port(), tmp_path / "serve.log"
+    with served(SERVERS["app"] + ["--port", str(port), "--address", "0.0.0.0"], tmp_path, log,
+                WORKBENCH_DB=str(tmp_path / "runs.db")) as (_, url):
         assert listening_addresses(port) == {"00000000"}  # 0.0.0.0, as asked
-    finally:
-        stop_process(server)
-    assert "warning: listening on 0.0.0.0, beyond this machine" in server.stdout.read()
+        assert "?token=" in url  # beyond loopback, a token is a must (tests/test_serve_token.py)
+    assert "warning: listening on 0.0.0.0, beyond this machine" in log.read_text()
 
 
+@pytest.mark.slow
 def test_make_lab_starts_jupyterlab_on_loopback_as_root_too(tmp_path):
     command = subprocess.run(["make", "-s", "--no-print-directory", "lab-command"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.split()

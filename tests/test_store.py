@@ -1,11 +1,18 @@
-"""Run store: records, loads, lists, DataFrame, and concurrent writers from several processes."""
+"""Run store: records, loads, lists, DataFrame, concurrent writers from several processes, a store written before a
+column existed, and runs that outlive their process (written while they report, read as died once it is gone)."""
+import math
 import multiprocessing as mp
+import os
+import socket
 import sqlite3
+import time
 
 import pytest
+from support import FIRST_RUNS_TABLE
 
 import workbench
-from workbench.store import RunStore
+import workbench.store
+from workbench.store import STALE_SECONDS, LiveRun, RunStore
 
 
 def test_record_load_roundtrip(store):
@@ -70,3 +77,109 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert all(r.status == "finished" and r.curves["c"]["value"] == [float(r.params["worker"])] * 50 for r in runs)
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --- runs survive their process -------------------------------------------------------------------------
+
+OLD_SCHEMA = FIRST_RUNS_TABLE + """
+INSERT INTO runs (experiment, status, params, metrics, started_at) VALUES ('toy', 'finished', '{}', '{"m": 1.5}', 1.0);
+INSERT INTO runs (experiment, status, params, started_at) VALUES ('toy', 'running', '{}', 2.0);
+"""
+
+
+def test_a_store_written_before_pids_opens_reads_and_records(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    store = RunStore(path)
+    old_finished, old_running = store.list()
+    assert (old_finished.status, old_finished.metrics, old_finished.pid) == ("finished", {"m": 1.5}, None)
+    assert old_running.status == "running"  # no process recorded: nothing says it died
+    run = store.load(store.start("toy", {}))
+    assert run.status == "running" and run.pid == os.getpid() and run.host == socket.gethostname()
+
+
+def _start_and_exit(path):
+    RunStore(path).start("toy", {"left": "running"})
+
+
+def test_a_run_whose_process_is_gone_reads_as_died(store):
+    process = mp.get_context("spawn").Process(target=_start_and_exit, args=(store.path,))
+    process.start()
+    process.join(120)
+    (orphan,) = store.list()
+    assert orphan.status == "died" and orphan.pid == process.pid
+    assert [run.id for run in store.list() if run.status == "died"] == [orphan.id]  # a status to filter by
+    mine = store.start("toy", {})
+    assert store.load(mine).status == "running"  # this process runs it
+    with sqlite3.connect(store.path) as db:  # raw: still recorded as running
+        assert db.execute("SELECT status FROM runs WHERE id = ?", (orphan.id,)).fetchone()[0] == "running"
+    store.finish(mine, "finished")
+    assert store.load(mine).status == "finished"
+
+
+def test_a_reused_pid_is_not_taken_for_the_process_that_started_the_run(store):
+    run_id = store.start("toy", {})
+    with sqlite3.connect(store.path) as db:  # this pid, but a process that started at another time
+        db.execute("UPDATE runs SET process_start = process_start || '0' WHERE id = ?", (run_id,))
+    assert store.load(run_id).status == "died"
+
+
+@pytest.mark.parametrize("age, status", [(10.0, "running"), (STALE_SECONDS + 60, "died")])
+def test_a_run_of_another_host_dies_when_its_heartbeat_is_stale(store, age, status):
+    run_id = store.start("toy", {})
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE runs SET host = 'elsewhere', heartbeat = ? WHERE id = ?", (time.time() - age, run_id))
+    assert store.load(run_id).status == status
+
+
+def test_the_process_beats_for_its_open_runs(store, monkeypatch):
+    monkeypatch.setattr(workbench.store, "HEARTBEAT_SECONDS", 0.05)
+    run_id = store.start("toy", {})
+    first = store.load(run_id).heartbeat
+    heart = workbench.store._Heartbeat()  # a fresh one: the process's own thread sleeps its 30 s
+    heart.add(store.path, run_id)
+    deadline = time.monotonic() + 60
+    while store.load(run_id).heartbeat == first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.load(run_id).heartbeat > first
+    heart.discard(store.path, [run_id])
+
+
+def test_live_run_writes_in_batches_and_finish_keeps_what_it_wrote(store):
+    run_id = store.start("toy", {})
+    live = LiveRun(store, run_id, every=3600)
+    live.add(1, {"loss": 2.0, "acc": 0.1})  # the first report is written at once
+    live.add(2, {"loss": 1.0, "acc": float("nan")})  # within the batch: not yet
+    run = store.load(run_id)
+    assert run.curves == {"loss": {"step": [1], "value": [2.0]}, "acc": {"step": [1], "value": [0.1]}}
+    assert run.metrics == {"loss": 2.0, "acc": 0.1}
+    live.flush()
+    run = store.load(run_id)
+    assert run.curves["loss"] == {"step": [1, 2], "value": [2.0, 1.0]} and run.metrics["loss"] == 1.0
+    assert math.isnan(run.metrics["acc"])  # a non-finite latest value reads back as NaN
+    store.finish(run_id, "failed", error="boom")  # no metrics given: those written while it ran stay
+    assert store.load(run_id).curves["loss"]["step"] == [1, 2]
+    live.add(3, {"loss": 0.5})
+    live.flush()  # a closed run is left as it is
+    assert store.load(run_id).curves["loss"]["step"] == [1, 2] and store.load(run_id).status == "failed"
+
+
+def test_a_failed_run_keeps_the_curves_it_reported(store):
+    with pytest.raises(RuntimeError, match="toy failure"):
+        workbench.run("toy_countdown", steps=40, mode="fail", store=store)
+    (run,) = store.list()
+    assert run.status == "failed" and run.curves["loss"]["step"] == list(range(1, 20))  # it fails at step 20
+    assert run.metrics["loss"] == run.curves["loss"]["value"][-1]
+
+
+def test_metrics_stored_under_an_earlier_name_are_read_under_the_current_one(store, monkeypatch):
+    from conftest import Countdown
+
+    monkeypatch.setattr(Countdown, "renamed_metrics", {"loss_final": "final.loss"})
+    run_id = store.record("toy_countdown", {}, "finished", metrics={"loss_final": 0.5, "x": 1.0},
+                          curves={"loss_final": {"step": [1], "value": [0.5]}})
+    other = store.record("no_such_experiment", {}, "finished", metrics={"loss_final": 0.5})
+    assert store.load(run_id).metrics == {"final.loss": 0.5, "x": 1.0}
+    assert list(store.load(run_id).curves) == ["final.loss"]
+    assert store.load(other).metrics == {"loss_final": 0.5}  # an experiment not installed here: as stored

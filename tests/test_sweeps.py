@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import free_port
+from support import FIRST_RUNS_TABLE, free_port
 from test_runner_paths import write_notebook
 
 import workbench
@@ -64,6 +64,7 @@ def test_points_of_a_grid_and_of_a_random_search(notebooks):
         parse_random(["lr=1:0.1"])
 
 
+@pytest.mark.slow
 def test_local_pool_isolates_a_failure_resumes_and_reports(notebooks, tmp_path):
     store, output_dir = RunStore(tmp_path / "runs.db"), tmp_path / "runs"
     frame = workbench.sweep("lightsb", grid=GRID, params={"seed": 3}, workers=2, store=store, output_dir=output_dir,
@@ -117,6 +118,7 @@ def cli(*args, db, env_extra=None, **kwargs):
                           timeout=600, **kwargs)
 
 
+@pytest.mark.slow
 def test_dask_cluster_runs_the_sweep_and_a_resume_skips_the_finished(notebooks, dask_cluster, tmp_path):
     db, output_dir = tmp_path / "runs.db", tmp_path / "runs"
     args = ["sweep", "lightsb", "--grid", "epsilon=0.5,1,2,10", "-p", "seed=3", "--executor", "dask",
@@ -134,6 +136,7 @@ def test_dask_cluster_runs_the_sweep_and_a_resume_skips_the_finished(notebooks, 
     assert cli("compare", sweep_id, "-o", str(tmp_path / "r.html"), db=db).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_bad_value_refuses_the_whole_sweep(notebooks, tmp_path):
     db = tmp_path / "runs.db"
     done = cli("sweep", "lightsb", "--grid", "epsilon=0.5,-1", "--grid", "nap=0,1", db=db)
@@ -143,6 +146,7 @@ def test_a_bad_value_refuses_the_whole_sweep(notebooks, tmp_path):
     assert not db.exists() or (RunStore(db).list() == [] and not RunStore(db).dataframe().shape[0])
 
 
+@pytest.mark.slow
 def test_via_experiment_and_a_timeout(notebooks, tmp_path):
     store = RunStore(tmp_path / "runs.db")
     frame = workbench.sweep("lightsb", grid={"epsilon": [0.5, 2]}, via="experiment", store=store, progress=False,
@@ -162,6 +166,7 @@ PROBE = ("nap = 0.0\ncrash = False",
          "if crash:\n    print('the kernel goes down', file=sys.__stderr__, flush=True)\n    os._exit(3)")
 
 
+@pytest.mark.slow
 def test_each_point_gets_a_fresh_kernel_started_ahead_and_a_timeout_or_a_crash_ends_only_its_own(tmp_path):
     write_notebook(tmp_path / "probe.ipynb", *PROBE)
     probe = (tmp_path / "probe.ipynb").read_text()
@@ -193,6 +198,7 @@ def test_each_point_gets_a_fresh_kernel_started_ahead_and_a_timeout_or_a_crash_e
         kernels.close()
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_no_run_running(notebooks, tmp_path):
     db = tmp_path / "runs.db"
     env = {**os.environ, "WORKBENCH_DB": str(db), "OMP_NUM_THREADS": "1"}
@@ -225,12 +231,7 @@ def processes_started_with(entry: str) -> list[int]:
     return found
 
 
-OLD_SCHEMA = """
-CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, experiment TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'stopped')), params TEXT NOT NULL,
-    metrics TEXT NOT NULL DEFAULT '{}', curves TEXT NOT NULL DEFAULT '{}', seed INTEGER, device TEXT,
-    started_at REAL NOT NULL, finished_at REAL, duration_s REAL, git_commit TEXT, git_dirty INTEGER,
-    versions TEXT NOT NULL DEFAULT '{}', notebook TEXT, error TEXT);
+OLD_SCHEMA = FIRST_RUNS_TABLE + """
 INSERT INTO runs (experiment, status, params, metrics, started_at) VALUES ('lightsb', 'finished', '{"dim": 2}', '{"kl": 0.5}', 1.0);
 INSERT INTO runs (experiment, status, params, started_at, error) VALUES ('optimizers', 'failed', '{}', 2.0, 'boom');
 """

@@ -4,7 +4,6 @@
     result = workbench.run("lightsb", dim=4, epsilon=0.5)
     result.metrics, result.model
 """
-import workbench.experiments  # noqa: F401  the subpackage, loaded first: the function below keeps the name
 from workbench.experiment import (
     ConfigError,
     Event,

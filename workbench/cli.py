@@ -7,28 +7,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 import threading
 import time
 from typing import Any
 
-from workbench.experiment import ConfigError, describe_allowed, experiments, get, headline_summary
+from workbench.experiment import ConfigError, describe_allowed, experiments, get, headline_summary, parse_overrides
 from workbench.store import RunStore, default_path
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"-p expects key=value, got {pair!r}")
-        overrides[key.strip()] = value
-    return overrides
+TABLE_WIDTH = 120  # characters a line of `workbench runs` takes when stdout is not a terminal
+MIN_COLUMN = 20  # a column is never cut narrower than this (nor than its header)
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A plain aligned text table of dict rows (columns in first-seen order)."""
+def table_width() -> int:
+    """The characters a table line may take: the terminal's width when stdout is one, else TABLE_WIDTH."""
+    return shutil.get_terminal_size((TABLE_WIDTH, 24)).columns if sys.stdout.isatty() else TABLE_WIDTH
+
+
+def format_table(rows: list[dict[str, Any]], width: int | None = None, full: str = "") -> str:
+    """A plain aligned text table of dict rows (columns in first-seen order). With ``width``, no line is longer:
+    the widest cells are cut, ending in "…", and columns that still do not fit are left out from the last; a line
+    under the table then says so, and where the full text is (``full``)."""
     if not rows:
         return "(none)"
     columns: list[str] = []
@@ -41,10 +43,34 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "" if value is None else str(value)
 
     text = [[cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in text)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in text]
+    natural = [max(len(c), *(len(r[i]) for r in text)) for i, c in enumerate(columns)]
+    widths = natural if width is None else _fitted(columns, natural, width)
+    shown = [i for i, w in enumerate(widths) if w]
+    line = lambda cells: "  ".join(_cut(cells[i], widths[i]).ljust(widths[i]) for i in shown).rstrip()  # noqa: E731
+    lines = [line(columns), "  ".join("-" * widths[i] for i in shown), *map(line, text)]
+    if widths != natural:
+        left_out = len(columns) - len(shown)
+        lines.append(f"(… cut to fit {width} characters" + (f"; {left_out} more columns left out" if left_out else "")
+                     + (f"; {full})" if full else ")"))
     return "\n".join(lines)
+
+
+def _fitted(columns: list[str], widths: list[int], width: int) -> list[int]:
+    """Column widths whose lines fit ``width``: the widest column narrowed first, none below its header or
+    MIN_COLUMN; then the last columns left out (width 0) while the lines are still too long."""
+    widths = list(widths)
+    floors = [min(w, max(len(c), MIN_COLUMN)) for c, w in zip(columns, widths)]
+    total = lambda: sum(widths) + 2 * (sum(w > 0 for w in widths) - 1)  # noqa: E731  two spaces between columns
+    while total() > width and any(w > f for w, f in zip(widths, floors)):
+        i = max((i for i, w in enumerate(widths) if w > floors[i]), key=widths.__getitem__)
+        widths[i] = max(floors[i], widths[i] - (total() - width))
+    while total() > width and sum(w > 0 for w in widths) > 1:
+        widths[max(i for i, w in enumerate(widths) if w)] = 0
+    return widths
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def cmd_list(args) -> int:
@@ -79,9 +105,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_notebook(args) -> int:
-    from workbench.runner import run_notebook
+    from workbench.runner import notebook_names, run_notebook
 
-    names = [n for n in experiments() if _has_notebook(n)] if args.all else [args.name]
+    names = notebook_names() if args.all else [args.name]
     if not names or names == [None]:
         raise ConfigError("give an experiment NAME or --all")
     overrides = parse_overrides(args.param)
@@ -110,14 +136,20 @@ def cmd_notebook(args) -> int:
     return 1 if failures else 0
 
 
-def _has_notebook(name: str) -> bool:
-    from workbench.runner import notebook_path
+def cmd_handout(args) -> int:
+    from workbench.handout import write_handout
+    from workbench.runner import notebook_names, run_notebook
 
-    try:
-        notebook_path(name)
-        return True
-    except ConfigError:
-        return False
+    def execute(name: str):
+        print(f"{name}: executing the teacher's copy at its defaults (about a minute)", file=sys.stderr)
+        return run_notebook(name, {}, output_dir=args.runs, store=RunStore(args.db), progress=True)[1]
+
+    names = notebook_names()
+    sources = write_handout(args.out_dir, names, runs_dir=args.runs, execute=execute)
+    print(format_table([{"notebook": name, "teacher's copy from": source} for name, source in sources.items()]))
+    print(f"\nstudent copies in {args.out_dir}/student, teacher's copies in {args.out_dir}/teacher, "
+          f"{args.out_dir}/README.md for the students")
+    return 0
 
 
 def _chosen_metrics(metrics: dict, patterns: str | None, every: bool, experiment: str | None = None) -> dict:
@@ -189,7 +221,8 @@ def cmd_runs(args) -> int:
         get(args.name)
     one_experiment = args.name is not None or args.sweep is not None
     print(format_table([_run_row(run, args.metrics, every=one_experiment)
-                        for run in RunStore(args.db).list(args.name, args.sweep)]))
+                        for run in RunStore(args.db).list(args.name, args.sweep)],
+                       width=table_width(), full="workbench show ID shows all, --metrics picks columns"))
     return 0
 
 
@@ -208,17 +241,20 @@ def cmd_show(args) -> int:
 def cmd_serve(args) -> int:
     import importlib
 
+    from workbench.panels.serve import access_token, serve
+
+    token = access_token(args)
     for module in args.imports:
         importlib.import_module(module)
     import panel as pn
 
     from workbench.panels.app import FILES_URL, pages
-    from workbench.panels.serve import serve
 
     pn.extension("plotly", "tabulator")
     store = RunStore(args.db)
     store.path.parent.mkdir(parents=True, exist_ok=True)
-    serve(pages(store), args, store, title="workbench", static_dirs={FILES_URL.strip("/"): str(store.path.parent)})
+    serve(pages(store), args, store, title="workbench", token=token,
+          static_dirs={FILES_URL.strip("/"): str(store.path.parent)})
     return 0
 
 
@@ -252,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     notebook.add_argument("-q", "--quiet", action="store_true")
     notebook.add_argument("--metrics", metavar="PARTS", help=METRICS_HELP)
     notebook.set_defaults(func=cmd_notebook)
+
+    handout = add("handout", help="student copies of the notebooks without the worked solutions, the teacher's "
+                                  "copies with outputs, and a README for the students")
+    handout.add_argument("out_dir", metavar="OUT_DIR")
+    handout.add_argument("--runs", default="runs", help="where `workbench notebook` (make run) wrote executed "
+                                                         "notebooks: the newest, when newer than its source, is reused")
+    handout.set_defaults(func=cmd_handout)
 
     sweep = add("sweep", help="run NAME's notebook (or experiment) over a grid or random search of parameters")
     sweep.add_argument("name", nargs="?", help="experiment (omit with --resume)")
@@ -287,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the experiments' headline metrics, else those every run reports, at most 8)")
     compare.set_defaults(func=cmd_compare)
 
-    serve = add("serve", help="the web app: a page per experiment and a Runs page (this machine only by default)")
+    serve = add("serve", help="the web app: a page per experiment and a Runs page, behind a token (this machine only "
+                "by default)")
     add_server_options(serve, db=False)
     serve.set_defaults(func=cmd_serve)
 

@@ -8,8 +8,8 @@ The views are plain functions of a list of :class:`RunRecord` returning a DataFr
 figure, for the report, the served app and notebooks alike. Parameters shown are those that vary
 across the runs; metrics are the experiments' headline metrics, else those every finished run reports
 (or those matching ``metrics``, comma-separated parts of their names). Plots show every run that
-reported metrics: finished ones and those whose notebook failed a check after reporting (the table
-gives each run's status). Where runs
+reported metrics: finished ones, those whose notebook failed a check after reporting, and those that
+died after reporting (the table gives each run's status, ``died`` for a run whose process is gone). Where runs
 differ only by ``seed``, metric-versus-parameter plots show the mean over seeds with the standard
 deviation as error bars.
 """

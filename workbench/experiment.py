@@ -30,25 +30,18 @@ import math
 import random
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import param
 
+from workbench.progress import Event  # noqa: F401  re-exported: experiments report with it
+
+
 class ConfigError(ValueError):
     """A parameter value that is not allowed; the message names parameter, value and what is allowed."""
-
-
-@dataclass
-class Event:
-    """One progress report: ``step`` of ``total``, scalar ``metrics`` and an optional ``payload``
-    (anything a live plot needs, e.g. the model being trained); payloads are never stored."""
-
-    step: int
-    total: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    payload: Any = None
 
 
 @dataclass
@@ -99,6 +92,22 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
+@contextmanager
+def one_thread_on_cpu(device) -> Iterator[None]:
+    """Run the body with one torch thread when ``device`` is a CPU, and restore the count after. For small-matrix
+    work one thread is as fast, and immune to a busy CPU: on a loaded 2-core machine two OpenMP threads that wait
+    for each other made a Koopman run 8× slower (61 s against 7.3 s for 200 steps)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
     import torch
 
@@ -114,6 +123,12 @@ class Experiment(param.Parameterized):
     # The few metrics a person looks at first (tables of runs of several experiments show only these): exact
     # metric names, or ".suffix" for a metric per item ("<optimizer>.test_accuracy"). A class attribute, not a param.
     headline: tuple[str, ...] = ()
+    # Metric names of earlier releases and the names that replaced them ({"test_accuracy_gbw": "gbw.test_accuracy"}):
+    # runs stored under an old name are read under the new one. A class attribute, not a param.
+    renamed_metrics: dict[str, str] = {}
+    # Parameter values at which run() takes about a second on a laptop CPU (the contract suite in
+    # tests/test_contract.py, smoke runs); empty when the defaults already are that small. A class attribute.
+    tiny_params: dict[str, Any] = {}
 
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="Seed of every random generator (python, numpy, torch).")
     device = param.Selector(default="auto", objects=["auto", "cpu", "cuda"], doc="Where to compute: auto picks cuda when available.")
@@ -169,6 +184,14 @@ def headline_summary(name: str, metrics: dict[str, float]) -> str:
     return "; ".join(parts)
 
 
+def current_metric_names(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (metrics or curves of a stored run of experiment ``name``) with every metric name of an earlier
+    release replaced by its current one (``Experiment.renamed_metrics``); unchanged for an experiment not installed."""
+    cls = _registered(name)
+    renamed = cls.renamed_metrics if cls is not None else {}
+    return {renamed.get(metric, metric): value for metric, value in values.items()}
+
+
 # --- registry -----------------------------------------------------------------------------------
 
 _REGISTRY: dict[str, type[Experiment]] = {}
@@ -184,7 +207,7 @@ def register(cls: type[Experiment]) -> type[Experiment]:
 
 def experiments() -> dict[str, type[Experiment]]:
     """All registered experiments by name (importing every bundled one)."""
-    from workbench.experiments import import_all
+    from workbench.labs import import_all
 
     import_all()
     return dict(sorted(_REGISTRY.items()))
@@ -193,16 +216,21 @@ def experiments() -> dict[str, type[Experiment]]:
 def get(name: str) -> type[Experiment]:
     """The experiment registered as ``name``; a bundled one is imported on first use, alone (a fresh process
     running one experiment does not pay for the others' imports)."""
+    cls = _registered(name)
+    if cls is None:
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(experiments())}")
+    return cls
+
+
+def _registered(name: str) -> type[Experiment] | None:
+    """The experiment registered as ``name``, importing the bundled module of that name first; None when none."""
     if name not in _REGISTRY and name.isidentifier():
         try:
-            importlib.import_module(f"workbench.experiments.{name}")
+            importlib.import_module(f"workbench.labs.{name}")
         except ModuleNotFoundError as error:
-            if error.name != f"workbench.experiments.{name}":
+            if error.name != f"workbench.labs.{name}":
                 raise
-    if name not in _REGISTRY:
-        known = experiments()
-        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(known)}")
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -305,3 +333,15 @@ def configure(name: str | type[Experiment], **params: Any) -> Experiment:
     experiment.validate()
     resolve_device(experiment.device)  # cuda on a machine without it is a configuration error, found before any work
     return experiment
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["key=value", ...]`` (the command lines' ``-p``) as {key: value}, the values still strings for
+    :func:`configure` to type and check; a pair without ``=`` or without a key raises ConfigError."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-p expects key=value, got {pair!r}")
+        overrides[key.strip()] = value
+    return overrides

@@ -4,13 +4,14 @@ Inside a notebook, ``workbench.report(result, experiment)`` displays a MIME bund
 ``application/vnd.workbench.report+json`` (with a readable ``text/plain`` beside it). The
 driver that executed the notebook with papermill reads those outputs back from the saved
 notebook, so a worker on another machine needs no database access: only the driver writes.
+A driver that runs papermill itself also receives them as each cell ends (:func:`report_hook`).
 """
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 MIME_TYPE = "application/vnd.workbench.report+json"
 
@@ -47,8 +48,8 @@ def report(result=None, experiment=None, *, metrics: dict[str, float] | None = N
 
 
 def read_reports(notebook: str | Path | dict) -> dict[str, Any]:
-    """Merge every workbench report found in an executed notebook (path or nbformat dict); a metric
-    reported as non-finite (null in the JSON output) reads back as NaN."""
+    """Merge every workbench report found in an executed notebook (path or nbformat dict, left unchanged); a
+    metric reported as non-finite (null in the JSON output) reads back as NaN."""
     if isinstance(notebook, (str, Path)):
         notebook = json.loads(Path(notebook).read_text())
     merged: dict[str, Any] = {"metrics": {}, "curves": {}}
@@ -59,10 +60,22 @@ def read_reports(notebook: str | Path | dict) -> dict[str, Any]:
                 continue
             if isinstance(data, str):
                 data = json.loads(data)
-            data["metrics"] = {k: math.nan if v is None else v for k, v in data.get("metrics", {}).items()}
+            data = {**data, "metrics": {k: math.nan if v is None else v for k, v in data.get("metrics", {}).items()}}
             for key, value in data.items():
                 if key in ("metrics", "curves"):
                     merged[key].update(value)
                 else:
                     merged[key] = value
     return merged
+
+
+def report_hook(receive: Callable[[dict[str, float], dict[str, dict[str, list]]], None]) -> Callable[..., None]:
+    """An nbclient ``on_cell_executed`` hook (``papermill.execute_notebook(..., on_cell_executed=hook)``) that
+    hands the reports of each cell, as it ends, to ``receive(metrics, curves)``; cells without one are skipped."""
+
+    def on_cell_executed(cell, **_) -> None:
+        report = read_reports({"cells": [cell]})
+        if report["metrics"] or report["curves"]:
+            receive(report["metrics"], report["curves"])
+
+    return on_cell_executed

@@ -12,8 +12,8 @@ from typing import Any, Callable
 import param
 
 from workbench.experiment import ConfigError, Event, Experiment, Result, coerce, configure, describe_allowed, get
-from workbench.reporting import read_reports
-from workbench.store import RunStore
+from workbench.reporting import read_reports, report_hook
+from workbench.store import LiveRun, RunStore
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -38,7 +38,9 @@ def progress_bar(description: str = "", **tqdm_options) -> Callable[[Event], Non
     return update
 
 
-def _as_store(store: RunStore | str | os.PathLike | bool | None) -> RunStore | None:
+def recording_store(store: RunStore | str | os.PathLike | bool | None) -> RunStore | None:
+    """Where a run is recorded: nowhere (None) for None or False, the default :class:`RunStore` for True,
+    the store at a path, or ``store`` itself."""
     if store is None or store is False:
         return None
     if store is True:
@@ -48,23 +50,36 @@ def _as_store(store: RunStore | str | os.PathLike | bool | None) -> RunStore | N
 
 def execute(experiment: Experiment, *, store: RunStore | str | os.PathLike | bool | None = None,
             progress: Callable[[Event], None] | None = None, stop: threading.Event | None = None) -> Result:
-    """Execute a configured experiment; with ``store`` record it (running -> finished/stopped/failed)."""
-    store = _as_store(store)
-    run_id = None
-    if store is not None:
-        run_id = store.start(experiment.name, experiment.params_dict(), seed=experiment.seed,
-                             device=str(experiment.torch_device))
+    """Execute a configured experiment; with ``store`` record it (running -> finished/stopped/failed), its
+    curves and latest metrics written while it reports them (:class:`workbench.store.LiveRun`)."""
+    store = recording_store(store)
+    if store is None:
+        return experiment.execute(progress=progress, stop=stop)
+    run_id = store.start(experiment.name, experiment.params_dict(), seed=experiment.seed,
+                         device=str(experiment.torch_device))
+    live = LiveRun(store, run_id)
     try:
-        result = experiment.execute(progress=progress, stop=stop)
+        result = experiment.execute(progress=recording(live, progress), stop=stop)
     except BaseException as error:
-        if run_id is not None:
-            status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
-            store.finish(run_id, status, error="".join(traceback.format_exception(error)))
+        live.flush()
+        status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+        store.finish(run_id, status, error="".join(traceback.format_exception(error)))
         raise
-    if run_id is not None:
-        store.finish(run_id, result.status, metrics=result.metrics, curves=result.curves, duration_s=result.seconds)
-        result.artifacts.setdefault("run_id", run_id)
+    store.finish(run_id, result.status, metrics=result.metrics, curves=result.curves, duration_s=result.seconds)
+    result.artifacts.setdefault("run_id", run_id)
     return result
+
+
+def recording(live: LiveRun, progress: Callable[[Event], None] | None = None) -> Callable[[Event], None]:
+    """A progress callback that hands each event's metrics to ``live`` (the run store, in batches), then the
+    event to ``progress``."""
+
+    def report(event: Event) -> None:
+        live.add(event.step, event.metrics)
+        if progress is not None:
+            progress(event)
+
+    return report
 
 
 def run(name: str, /, *, store: RunStore | str | os.PathLike | bool | None = None,
@@ -86,6 +101,14 @@ def configure_from_namespace(name: str, namespace: dict[str, Any]) -> Experiment
     every parameter of the experiment found in the namespace is taken and validated."""
     spec = [k for k in get(name).param if k != "name"]
     return configure(name, **{k: namespace[k] for k in spec if k in namespace})
+
+
+def notebook_names() -> list[str]:
+    """The registered experiments that have a notebook, by name."""
+    from workbench.experiment import experiments
+
+    return [name for name in experiments() if (Path(os.environ.get("WORKBENCH_NOTEBOOKS", NOTEBOOKS_DIR))
+                                               / f"{name}.ipynb").exists()]
 
 
 def notebook_path(name: str) -> Path:
@@ -165,13 +188,15 @@ def configure_notebook(name: str, params: dict[str, Any]) -> tuple[Experiment, d
 
 def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir: str | os.PathLike = "runs",
                  store: RunStore | str | os.PathLike | bool | None = True, timeout: float = 1800,
-                 progress: bool = False) -> tuple[dict[str, Any], Path, int | None]:
-    """Execute ``notebooks/<name>.ipynb`` with papermill, read the metrics it reported, record the run.
+                 progress: bool = False, km=None) -> tuple[dict[str, Any], Path, int | None]:
+    """Execute ``notebooks/<name>.ipynb`` with papermill, read the metrics it reported, record the run (each
+    ``workbench.report`` reaches the store when its cell ends, so a failing check keeps what came before).
 
     Parameters are validated before anything runs (ConfigError, see :func:`configure_notebook`);
     notebook-only parameters are recorded with the run beside the experiment's. Returns (report,
     executed notebook path, run id). A failed notebook is recorded as failed (Ctrl-C: stopped) and its
-    error re-raised.
+    error re-raised. ``km``: a started kernel's manager to run on (a forked one from :mod:`workbench.warm_kernels`,
+    as sweeps use); by default papermill starts a fresh ``python3`` kernel.
     """
     import papermill
 
@@ -182,18 +207,21 @@ def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir:
     output_dir = Path(output_dir).resolve()
     (output_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     output = output_dir / "notebooks" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.ipynb"
-    store = _as_store(store)
-    run_id = None
+    store = recording_store(store)
+    run_id = live = hooks = None
     if store is not None:
         run_id = store.start(name, {**notebook_defaults(name), **typed}, seed=experiment.seed,
                              device=str(experiment.torch_device), notebook=str(output))
+        live = LiveRun(store, run_id)
+        hooks = {"on_cell_executed": report_hook(live.report)}  # each report reaches the store as its cell ends
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(source), str(output), parameters=typed, cwd=str(source.parent),
                                    kernel_name="python3", progress_bar=progress, execution_timeout=timeout,
-                                   log_output=False)
+                                   log_output=False, km=km, **(hooks or {}))
     except BaseException as error:
         if run_id is not None:
+            live.flush()
             status = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
             store.finish(run_id, status, error=str(error), duration_s=time.perf_counter() - start)
         raise

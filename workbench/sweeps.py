@@ -46,7 +46,8 @@ import numpy as np
 import param
 
 from workbench.experiment import ConfigError, configure, get
-from workbench.runner import _as_store, configure_notebook, notebook_defaults, notebook_parameters, notebook_path
+from workbench.runner import (configure_notebook, notebook_defaults, notebook_parameters, notebook_path,
+                              recording_store)
 from workbench.store import RunStore
 
 if TYPE_CHECKING:
@@ -262,7 +263,7 @@ def sweep(name: str | None = None, *, grid: dict[str, list] | None = None,
     ``params``: fixed values. ``on_start(sweep_id, n_points, n_done)`` is called once the points are
     validated and the sweep recorded, before any point runs.
     """
-    store = _as_store(store) or RunStore()
+    store = recording_store(store) or RunStore()  # a sweep is always recorded
     if via not in VIAS:
         raise ConfigError(f"sweep: via = {via!r} is not allowed; expected one of {', '.join(VIAS)}")
     if executor not in EXECUTORS:

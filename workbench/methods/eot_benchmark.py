@@ -3,7 +3,7 @@
 Every pair exposes ``dim``, ``epsilon`` and ``sample_x0(n, generator=None)`` / ``sample_x1(n, generator=None)``
 returning float32 (n, D) tensors. The pairs with a known EOT plan (:class:`GaussianPair`,
 :class:`MixtureBenchmark`) also give ``conditional_moments(x0)`` (exact, float64), fixed ``test_points``
-and ``y_var`` = tr Cov P1, the normaliser of cBW2-UVP (see ``workbench.metrics``).
+and ``y_var`` = tr Cov P1, the normaliser of cBW2-UVP (see ``workbench.methods.gaussian_metrics``).
 
 The mixture benchmark follows Gushchin et al., "Building the Bridge of Schrödinger: A Continuous Entropic
 Optimal Transport Benchmark", NeurIPS 2023: P0 = N(0, I) and a Gaussian-mixture Schrödinger potential

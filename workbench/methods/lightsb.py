@@ -38,9 +38,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from workbench.cadence import Cadence
+from workbench.progress import Cadence, Event
 from workbench.kernels import lightsb_lse
-from workbench.metrics import sym_power
+from workbench.methods.gaussian_metrics import sym_power
 
 
 def _rotate(U: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -388,13 +388,13 @@ class LightSB(nn.Module):
 
 def fit(model: LightSB, sample_x0: Callable[[int], torch.Tensor], sample_x1: Callable[[int], torch.Tensor],
         steps: int, batch_size: int = 128, lr: float = 1e-3,
-        callback: Callable[[int, float], None] | None = None, stop: Callable[[], bool] | None = None,
+        callback: Callable[[Event], None] | None = None, stop: Callable[[], bool] | None = None,
         cadence: Cadence | None = None) -> int:
     """Minimise L(θ) = E_p0 log c_θ − E_p1 log v_θ with Adam on independent batches, as the reference
     notebooks do (no gradient clipping, no scheduler, a fixed number of steps).
 
-    ``sample_x0(n)`` / ``sample_x1(n)`` return (n, D) batches; ``callback(step, loss)`` receives the mean
-    loss since the previous call whenever ``cadence(step)`` is due (default :class:`Cadence`: every 1 % of
+    ``sample_x0(n)`` / ``sample_x1(n)`` return (n, D) batches; ``callback(Event(step, steps, {"loss": mean}))``
+    receives the mean loss since the previous call whenever ``cadence(step)`` is due (default :class:`Cadence`: every 1 % of
     the steps, the last one and every half second; one host sync per call);
     ``stop()`` returning True ends training before the next step. Returns the number of steps taken."""
     device = model.r.device
@@ -409,7 +409,7 @@ def fit(model: LightSB, sample_x0: Callable[[int], torch.Tensor], sample_x1: Cal
         step, count = step + 1, count + 1
         running += loss.detach()
         if callback is not None and cadence(step):
-            callback(step, running.item() / count)
+            callback(Event(step, steps, {"loss": running.item() / count}))
             running.zero_()
             count = 0
     return step

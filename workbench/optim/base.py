@@ -27,6 +27,19 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "rank": (1.0, math.inf, True, False),
     "update_proj_gap": (1.0, math.inf, True, False),
     "scale": (0.0, math.inf, False, False),
+    "zo_eps": (0.0, math.inf, False, False),  # zeroth-order perturbation scale
+    "momentum": (0.0, 1.0, True, False),
+    "sparsity": (0.0, 1.0, True, False),  # fraction of each tensor that Sparse MeZO leaves alone
+    "natural_history": (1.0, math.inf, True, False),  # Natural GaLore: gradients kept for the Fisher
+    "damping": (0.0, math.inf, False, False),  # Natural GaLore: λ of (λI + H Hᵀ)⁻¹
+    "quant_n_bit": (1.0, 8.0, True, True),  # Q-GaLore: bits of the projection's codes
+    "quant_group_size": (1.0, math.inf, True, False),
+    "cos_threshold": (-1.0, 1.0, True, True),  # Q-GaLore: mean cosine above which a layer's gap grows
+    "gamma_proj": (1.0, math.inf, True, False),  # Q-GaLore: the factor it grows by
+    "queue_size": (1.0, math.inf, True, False),
+    "shampoo_beta": (0.0, 1.0, True, False),  # SOAP: β of the Shampoo factors (None: β2)
+    "lr_ratio": (0.0, math.inf, True, False),  # COSMOS: step of the hybrid matrices relative to lr
+    "gamma": (0.0, math.inf, True, False),  # COSMOS: weight of the Newton–Schulz part
 }
 CHOICES: dict[str, tuple[Any, ...]] = {
     "rounding": ROUNDINGS,

@@ -3,36 +3,15 @@
     from workbench.panels import ExperimentPanel
     ExperimentPanel("lightsb")          # picks the plot registered for "lightsb"
 
-``PLOTS`` maps an experiment name to its live picture, ``plot(event) -> figure``, given as the
-function or as "module:function" (imported on first use); :func:`register_plot` adds one.
+``PLOTS`` maps an experiment name to its live picture, ``plot(event) -> figure``; :func:`register_plot`
+adds one, :func:`plot_for` finds one (both from :mod:`workbench.panels.plots`).
 Serve a panel: ``python -m workbench.panels.serve NAME --port 5006`` (see ``workbench.panels.serve``).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
-PLOTS: dict[str, Callable[..., Any] | str] = {
-    "lightsb": "workbench.panels.lightsb:lightsb_plot",
-    "optimizers": "workbench.panels.optimizers:optimizers_plot",
-    "koopman": "workbench.panels.koopman:koopman_plot",
-    "manifold_clustering": "workbench.panels.manifold_clustering:manifold_clustering_plot",
-    "spd_normalization": "workbench.panels.spd_normalization:spd_normalization_plot",
-}
-
-
-def register_plot(name: str, plot: Callable[..., Any] | str) -> None:
-    """Make ``plot`` the live picture of experiment ``name``."""
-    PLOTS[name] = plot
-
-
-def plot_for(name: str) -> Callable[..., Any] | None:
-    """The live picture registered for experiment ``name``, or None."""
-    plot = PLOTS.get(name)
-    if isinstance(plot, str):
-        module, _, attr = plot.partition(":")
-        plot = PLOTS[name] = getattr(importlib.import_module(module), attr)
-    return plot
+from workbench.panels.plots import PLOTS, plot_for, register_plot
 
 
 def __getattr__(name: str) -> Any:  # import Panel only when the panel is asked for

@@ -1,6 +1,6 @@
 """The served workbench: a page per registered experiment, a Runs page, and an index linking them.
 
-    workbench serve                       # http://127.0.0.1:5006/ ; runs -> $WORKBENCH_DB or ./runs/workbench.db
+    workbench serve                       # prints http://127.0.0.1:5006/?token=... ; runs -> $WORKBENCH_DB
     workbench serve --port 8080 --import my_experiments
 
 Pages are built from the registry, so a new method (or one registered by ``--import``) gets its page

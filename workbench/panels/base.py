@@ -35,6 +35,7 @@ import param
 
 from workbench.experiment import AUTO, ConfigError, Event, Experiment, Result, configure, get, matches_headline
 from workbench.panels.format import axis_of, results_tables, split_item
+from workbench.panels.plots import plot_for
 from workbench.store import RunStore
 
 PlotFn = Callable[[Event], Any]
@@ -114,10 +115,13 @@ def first_paragraph(doc: str | None) -> str:
 
 def _widget_overrides(values: param.Parameterized) -> dict[str, Any]:
     """Typed inputs instead of sliders where a slider would be useless: optional numbers (empty means
-    "auto"), wide integer ranges (seeds, step counts) and numbers whose default sits in the first percent
+    "auto"), optional choices (an "auto" option that means None), wide integer ranges (seeds, step counts) and numbers whose default sits in the first percent
     of the range (ε in [1e-3, 100], learning rates in (0, 10])."""
     widgets = {}
     for key, p in values.param.objects("existing").items():
+        if isinstance(p, param.Selector) and p.allow_None:  # empty means "auto" here too, shown as such
+            widgets[key] = {"type": pn.widgets.Select, "options": {AUTO: None, **{str(o): o for o in p.objects}}}
+            continue
         if not isinstance(p, param.Number) or isinstance(p, param.Boolean):
             continue
         kind = pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput
@@ -131,12 +135,6 @@ def _widget_overrides(values: param.Parameterized) -> dict[str, Any]:
         if wide:
             widgets[key] = {"type": kind, "start": lo, "end": hi}
     return widgets
-
-
-def _as_store(store: RunStore | str | os.PathLike | None) -> RunStore:
-    if store is None:
-        return RunStore()
-    return store if isinstance(store, RunStore) else RunStore(store)
 
 
 def live_figure(curves: dict[str, dict[str, list]], names: list[str], title: str = "metrics") -> dict[str, Any]:
@@ -218,8 +216,6 @@ class ExperimentPanel(pn.viewable.Viewer):
             initial = {}
         self.experiment_name = self.experiment_cls.name
         if plot is None:
-            from workbench.panels import plot_for
-
             plot = plot_for(self.experiment_name)
         self.plot = plot
         self._store_arg = store
@@ -285,8 +281,9 @@ class ExperimentPanel(pn.viewable.Viewer):
 
     @property
     def store(self) -> RunStore:
-        if self._store is None:
-            self._store = _as_store(self._store_arg)
+        if self._store is None:  # opened on first use; None is the default store (a panel records every run)
+            given = self._store_arg
+            self._store = given if isinstance(given, RunStore) else RunStore(given)
         return self._store
 
     @property

@@ -25,63 +25,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.methods.koopman import eigenvalues, latents, linear_eigenvalues, rollout
+from workbench.methods.projection import principal_coordinates
+
 N_TRAJECTORIES = 2
 PLOT_STEPS = 100
 LOSS_PARTS = {"rec": "#1f77b4", "pred": "#d62728", "nce": "#2ca02c", "consistency": "#9467bd"}
 MODEL_COLOR, DMD_COLOR, TRUE_COLOR = "#d62728", "#7f7f7f", "#000000"
-
-
-def _numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().to("cpu")
-        if x.is_complex():
-            return x.numpy()
-        return x.double().numpy()
-    return np.asarray(x)
-
-
-def _device_dtype(model):
-    """Where the model computes: (device, dtype) of its parameters / operators."""
-    if hasattr(model, "parameters"):
-        p = next(model.parameters())
-        return p.device, p.dtype
-    if hasattr(model, "modes"):
-        return model.modes.device, model.modes.real.dtype
-    return model.K.device, model.K.dtype
-
-
-def rollout(model, x0, n_steps: int) -> np.ndarray:
-    """``model.predict(x0, n_steps)`` on the model's device and dtype, as a float64 numpy array (B, n + 1, D);
-    works for the autoencoder, DMD and EDMD alike."""
-    import torch
-
-    device, dtype = _device_dtype(model)
-    with torch.no_grad():
-        return _numpy(model.predict(x0.to(device, dtype), n_steps))
-
-
-def _latents(model, x) -> np.ndarray:
-    """(N, T, D) observations -> (N, T, d) latents: φ(x) for the autoencoder, ψ(x) for EDMD, x for DMD."""
-    import torch
-
-    device, dtype = _device_dtype(model)
-    flat = x.reshape(-1, x.shape[-1]).to(device, dtype)
-    with torch.no_grad():
-        if hasattr(model, "encode"):
-            z = model.encode(flat)
-        elif hasattr(model, "dictionary"):
-            z = model.dictionary(flat)
-        else:
-            z = flat
-    return _numpy(z).reshape(x.shape[0], x.shape[1], -1)
-
-
-def _eigenvalues(model) -> np.ndarray:
-    import torch
-
-    if hasattr(model, "eigenvalues"):
-        return _numpy(model.eigenvalues)
-    return _numpy(torch.linalg.eigvals(model.K.detach().double()))
 
 
 def _history(history: dict[str, list]) -> dict[str, list]:
@@ -124,9 +74,9 @@ def koopman_plot(event) -> go.Figure:
     # predicted vs true
     test = test[:N_TRAJECTORIES]
     n = min(PLOT_STEPS, test.shape[1] - 1)
-    truth = _numpy(test[:, :n + 1])  # (B, n + 1, D)
-    predicted = rollout(model, test[:, 0], n)
-    reference = rollout(dmd, test[:, 0], n) if dmd is not None and dmd is not model else None
+    truth = test[:, :n + 1].double().numpy()  # (B, n + 1, D)
+    predicted = rollout(model, test[:, 0], n).numpy()
+    reference = rollout(dmd, test[:, 0], n).numpy() if dmd is not None and dmd is not model else None
     time = np.arange(n + 1) * float(payload.get("dt", 1.0))
     channels = min(2, truth.shape[-1])
     dashes = ("solid", "dash", "dot")
@@ -151,17 +101,15 @@ def koopman_plot(event) -> go.Figure:
     angle = np.linspace(0, 2 * np.pi, 200)
     fig.add_trace(go.Scatter(x=np.cos(angle), y=np.sin(angle), mode="lines", name="unit circle", showlegend=False,
                              line={"color": "#bbbbbb", "width": 1}, hoverinfo="skip"), row=2, col=1)
-    eigenvalues = _eigenvalues(model)
-    fig.add_trace(go.Scatter(x=eigenvalues.real, y=eigenvalues.imag, mode="markers", name="λ(K)",
+    lam = eigenvalues(model).numpy()
+    fig.add_trace(go.Scatter(x=lam.real, y=lam.imag, mode="markers", name="λ(K)",
                              marker={"color": MODEL_COLOR, "size": 8}), row=2, col=1)
     if dmd is not None and dmd is not model:
-        lam = _numpy(dmd.eigenvalues)
+        lam = eigenvalues(dmd).numpy()
         fig.add_trace(go.Scatter(x=lam.real, y=lam.imag, mode="markers", name="λ(DMD)",
                                  marker={"color": DMD_COLOR, "size": 9, "symbol": "x"}), row=2, col=1)
     if payload.get("system") == "linear" and payload.get("observation", "state") == "state":
-        from workbench.methods.koopman import linear_eigenvalues
-
-        lam = _numpy(linear_eigenvalues(float(payload.get("dt", 0.1))))
+        lam = linear_eigenvalues(float(payload.get("dt", 0.1))).numpy()
         fig.add_trace(go.Scatter(x=lam.real, y=lam.imag, mode="markers", name="true e^{μ dt}",
                                  marker={"color": "gold", "size": 13, "symbol": "star-open",
                                          "line": {"width": 2}}), row=2, col=1)
@@ -169,13 +117,9 @@ def koopman_plot(event) -> go.Figure:
     fig.update_yaxes(title_text="Im λ", scaleanchor="x3", row=2, col=1)
 
     # latent trajectories
-    Z = _latents(model, payload["test"])  # (N, T + 1, d)
-    flat = Z.reshape(-1, Z.shape[-1])
-    centred = flat - flat.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    projected = (centred @ vt[:3].T).reshape(Z.shape[0], Z.shape[1], -1)  # (N, T + 1, ≤ 3)
-    if projected.shape[-1] < 3:
-        projected = np.concatenate([projected, np.zeros(projected.shape[:2] + (3 - projected.shape[-1],))], axis=-1)
+    Z = latents(model, payload["test"]).numpy()  # (N, T + 1, d)
+    projected = principal_coordinates(Z.reshape(-1, Z.shape[-1]), 3)  # (N·(T + 1), ≤ 3)
+    projected = np.pad(projected, ((0, 0), (0, 3 - projected.shape[1]))).reshape(*Z.shape[:2], 3)  # 2-D: z = 0
     for b in range(projected.shape[0]):
         fig.add_trace(go.Scatter3d(x=projected[b, :, 0], y=projected[b, :, 1], z=projected[b, :, 2], mode="lines",
                                    name="latent", legendgroup="latent", showlegend=b == 0,

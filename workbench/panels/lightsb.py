@@ -19,6 +19,8 @@ import inspect
 import numpy as np
 import plotly.graph_objects as go
 
+from workbench.methods.projection import principal_axes
+
 MAX_POINTS = 512  # drawn per cloud
 N_TRAJECTORIES = 8
 N_PATH_STEPS = 50  # Euler–Maruyama steps of each drawn SDE path
@@ -52,13 +54,6 @@ def _call(method, *args, seed: int = 0):
 def _scatter(points: np.ndarray, name: str, color: str, size: int = 4, opacity: float = 0.6) -> go.Scatter:
     return go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name=name,
                       marker={"size": size, "color": color, "opacity": opacity})
-
-
-def principal_axes(x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, (D, 2) matrix of the first two principal axes of x1) — a 2-D projection."""
-    mean = x1.mean(axis=0)
-    _, _, vt = np.linalg.svd(x1 - mean, full_matrices=False)
-    return mean, vt[:2].T  # (D,), (D, 2)
 
 
 def lightsb_plot(event) -> go.Figure:

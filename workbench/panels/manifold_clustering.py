@@ -3,19 +3,20 @@
 ``manifold_clustering_plot(event)`` reads ``event.payload`` (a dict from the ``manifold_clustering``
 experiment; ``result.payload`` at the end of a run) and returns one Plotly figure of six panels:
 
-- the objective's terms over the steps: R, R_c and ΔR = R − R_c (MLC phase), R and the invariance term (TCR);
+- the objective's terms over the steps: R and the invariance term (TCR), R, R_c and ΔR = R − R_c (MLC);
 - Γ as a heatmap, rows and columns ordered by predicted cluster (a good Γ is block diagonal);
 - |cosine| similarity |ZZᵀ| of the features in the same order (blocks = clusters, ≈ 0 across = orthogonal);
 - a 2-D embedding of Z (its first two principal axes) coloured by prediction;
 - per-cluster singular values of Z (normalised by the largest; few large ones = a low-dimensional subspace);
 - the accuracy table: MLC and TCR (spectral clustering on Γ) against the baselines on raw X, Z_TCR, Z_MLC.
 
-Predicted labels are computed here (spectral clustering on the plotted Γ), so the training loop pays
-nothing for them. ``embedding_3d(payload)`` draws the first three principal axes as a 3-D scatter.
+``embedding_3d(payload)`` draws the first three principal axes as a 3-D scatter. Everything drawn comes from the
+payload's ``view`` (:class:`workbench.methods.mlc.ClusterView`: predicted labels, their order, |ZZᵀ|, principal
+coordinates, singular values, accuracy), which computes each on first use: a figure that is not drawn costs
+nothing.
 
-Payload keys: ``Z`` (n, d), ``Gamma`` (n, n), ``y`` (n,) ground truth, ``n_clusters``, ``phase``,
-``history`` ({"step": [...], term: [...]}, lists that may still grow), ``table`` ({row: {column: acc}});
-optional ``labels`` (n,) to skip the spectral clustering.
+Payload keys: ``view``, ``phase``, ``history`` ({metric name: {"step": [...], "value": [...]}}, lists that may
+still grow) and ``table`` ({row: {column: accuracy}}).
 """
 from __future__ import annotations
 
@@ -28,38 +29,12 @@ from plotly.subplots import make_subplots
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
 TERM_COLORS = {"R": "#1f77b4", "R_c": "#d62728", "delta_R": "#2ca02c", "invariance": "#7f7f7f"}
+PHASE_DASH = {"tcr": "dot", "mlc": "solid"}
 COLUMNS = ("raw", "tcr", "mlc")
-
-
-def _numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().to("cpu").double().numpy()
-    return np.asarray(x, dtype=float)
 
 
 def color(label: int) -> str:
     return PALETTE[int(label) % len(PALETTE)]
-
-
-def predicted_labels(payload: dict[str, Any]) -> np.ndarray:
-    """Labels of the plotted points: ``payload["labels"]`` or spectral clustering on the plotted Γ."""
-    if payload.get("labels") is not None:
-        return np.asarray(payload["labels"])
-    from workbench.methods.mlc import spectral_labels
-
-    return spectral_labels(_numpy(payload["Gamma"]), int(payload["n_clusters"]))
-
-
-def principal_coordinates(Z: np.ndarray, k: int = 2) -> np.ndarray:
-    """Z (n, d) on its first k principal axes, (n, k)."""
-    centred = Z - Z.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:k].T
-
-
-def _order(labels: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-    """Sort by predicted cluster, then by ground truth inside a cluster (stable)."""
-    return np.lexsort((labels,) if y is None else (y, labels))
 
 
 def _table(table: dict[str, dict[str, float]]) -> go.Table:
@@ -69,48 +44,50 @@ def _table(table: dict[str, dict[str, float]]) -> go.Table:
                     cells={"values": [rows, *cells], "align": "left"})
 
 
+def _term_traces(history: dict[str, dict[str, list]]) -> list[go.Scatter]:
+    """One line per training curve ``<phase>.train_<term>``: the term's colour, the phase's dash."""
+    traces = []
+    for name, curve in list(history.items()):  # list: the training thread may add a curve meanwhile
+        phase, _, term = name.partition(".train_")
+        points = list(zip(curve["step"], curve["value"]))  # zip: complete points of lists that may still grow
+        if points and term in TERM_COLORS:
+            xs, ys = zip(*points)
+            traces.append(go.Scatter(x=xs, y=ys, mode="lines", name=f"{term} ({phase.upper()})",
+                                     line={"color": TERM_COLORS[term], "dash": PHASE_DASH.get(phase, "solid")}))
+    return traces
+
+
 def manifold_clustering_plot(event) -> go.Figure:
     payload = event.payload if isinstance(event.payload, dict) else {}
-    if "Z" not in payload or "Gamma" not in payload:
-        raise KeyError(f"manifold_clustering_plot needs Z and Gamma in the payload; got keys {sorted(payload)}")
-    Z, Gamma = _numpy(payload["Z"]), _numpy(payload["Gamma"])
-    y = np.asarray(payload["y"]) if payload.get("y") is not None else None
-    labels = predicted_labels(payload)
-    order = _order(labels, y)
+    if "view" not in payload:
+        raise KeyError(f"manifold_clustering_plot needs a view in the payload; got keys {sorted(payload)}")
+    view = payload["view"]
+    order = view.order
     fig = make_subplots(rows=2, cols=3, horizontal_spacing=0.07, vertical_spacing=0.14,
                         specs=[[{}, {}, {}], [{}, {}, {"type": "table"}]],
                         subplot_titles=("objective terms", "Γ, ordered by predicted cluster",
                                         "|cos| similarity of Z", "Z on its first two principal axes",
                                         "per-cluster singular values of Z", "accuracy against baselines"))
 
-    history = payload.get("history") or {}
-    steps = list(history.get("step", []))
-    for term in ("R", "R_c", "delta_R", "invariance"):
-        values = list(history.get(term, []))
-        points = [(s, v) for s, v in zip(steps, values) if v is not None]  # R_c: MLC phase only
-        if points:
-            xs, ys = zip(*points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=term, line={"color": TERM_COLORS[term]}),
-                          row=1, col=1)
+    for trace in _term_traces(payload.get("history") or {}):
+        fig.add_trace(trace, row=1, col=1)
 
-    fig.add_trace(go.Heatmap(z=Gamma[np.ix_(order, order)], colorscale="Viridis", showscale=False, name="Γ"),
+    fig.add_trace(go.Heatmap(z=view.Gamma[np.ix_(order, order)], colorscale="Viridis", showscale=False, name="Γ"),
                   row=1, col=2)
-    cosine = np.abs(Z @ Z.T)
-    fig.add_trace(go.Heatmap(z=cosine[np.ix_(order, order)], colorscale="Greys", reversescale=True, zmin=0, zmax=1,
-                             showscale=False, name="|cos|"), row=1, col=3)
+    fig.add_trace(go.Heatmap(z=view.cosine[np.ix_(order, order)], colorscale="Greys", reversescale=True, zmin=0,
+                             zmax=1, showscale=False, name="|cos|"), row=1, col=3)
     for axis in ("xaxis2", "xaxis3"):
         fig.layout[axis].update(showticklabels=False)
     for axis in ("yaxis2", "yaxis3"):
         fig.layout[axis].update(showticklabels=False, autorange="reversed")
 
-    coords = principal_coordinates(Z, 2)
-    for c in np.unique(labels):
-        mask = labels == c
+    coords = view.coordinates(2)
+    for c, s in view.spectra.items():
+        mask = view.labels == c
         fig.add_trace(go.Scatter(x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=f"cluster {c}",
                                  marker={"size": 4, "color": color(c)}, legendgroup=f"c{c}", showlegend=False),
                       row=2, col=1)
-        s = np.linalg.svd(Z[mask], compute_uv=False)
-        fig.add_trace(go.Scatter(x=np.arange(1, len(s) + 1), y=s / s[0], mode="lines+markers", name=f"cluster {c}",
+        fig.add_trace(go.Scatter(x=np.arange(1, len(s) + 1), y=s, mode="lines+markers", name=f"cluster {c}",
                                  marker={"size": 3, "color": color(c)}, line={"color": color(c)},
                                  legendgroup=f"c{c}", showlegend=False), row=2, col=2)
     fig.update_yaxes(type="log", row=2, col=2)
@@ -119,8 +96,8 @@ def manifold_clustering_plot(event) -> go.Figure:
     fig.update_xaxes(title_text="step", row=1, col=1)
 
     table = payload.get("table") or {}
-    if y is not None:  # the live accuracy of the plotted points, beside the final table
-        table = {"MLC now (plotted points)": {"mlc": _accuracy(y, labels)}, **table}
+    if view.accuracy is not None:  # the live accuracy of the plotted points, beside the final table
+        table = {"MLC now (plotted points)": {"mlc": view.accuracy}, **table}
     fig.add_trace(_table(table), row=2, col=3)
 
     phase = payload.get("phase", "")
@@ -130,18 +107,12 @@ def manifold_clustering_plot(event) -> go.Figure:
     return fig
 
 
-def _accuracy(y, labels) -> float:
-    from workbench.methods.mlc import clustering_accuracy
-
-    return clustering_accuracy(y, labels)
-
-
 def embedding_3d(payload: dict[str, Any], by: str = "prediction") -> go.Figure:
     """Z on its first three principal axes, coloured by predicted cluster (``by="prediction"``) or by the
     ground truth (``by="truth"``)."""
-    Z = _numpy(payload["Z"])
-    labels = predicted_labels(payload) if by == "prediction" else np.asarray(payload["y"])
-    coords = principal_coordinates(Z, 3)
+    view = payload["view"]
+    labels = view.labels if by == "prediction" else view.y
+    coords = view.coordinates(3)
     fig = go.Figure()
     for c in np.unique(labels):
         mask = labels == c

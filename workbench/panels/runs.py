@@ -3,7 +3,8 @@
     RunsPage(RunStore("runs/workbench.db"), files_url="/files")
 
 - **Table**: run, experiment, status, sweep, start, duration and the headline metrics, filtered by
-  experiment, status and sweep (Refresh reads the store again).
+  experiment, status and sweep (Refresh reads the store again). A run whose process is gone shows as
+  ``died``, with the curves and metrics it had reported.
 - **Selected runs** (tick two or more): the comparison views of :mod:`workbench.compare`: the table of
   varying parameters and metrics, parallel coordinates, each metric against each varying parameter,
   and one recorded curve overlaid across the runs.
@@ -25,20 +26,25 @@ from workbench import compare
 from workbench.experiment import headline_summary
 from workbench.panels.base import FigureFormat, default_metrics, live_figure
 from workbench.panels.format import format_value, results_tables
-from workbench.store import RunRecord, RunStore
+from workbench.store import STATUSES, RunRecord, RunStore
 
 ALL = "all"
 MAX_PARAMETER_PLOTS = 2  # metric-versus-parameter figures shown for a selection (the report has them all)
 
 
+RUNS_COLUMNS = {"run": "int64", **dict.fromkeys(("experiment", "status", "sweep", "started", "duration", "headline"), "str")}
+
+
 def runs_frame(runs: list[RunRecord]) -> pd.DataFrame:
-    """The table of runs: one row per run, headline metrics in one compact column."""
+    """The table of runs: one row per run, headline metrics in one compact column. The columns' dtypes do not depend
+    on the rows: an empty table (a filter that matches nothing) with an object "run" column made Panel's Tabulator
+    rebuild its columns, and the data sent while it rebuilt was dropped, leaving the old rows on the page."""
     return pd.DataFrame([{
         "run": run.id, "experiment": run.experiment, "status": run.status, "sweep": run.sweep_id or "",
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)),
         "duration": "" if run.duration_s is None else format_value("duration", run.duration_s),
         "headline": headline_summary(run.experiment, run.metrics)} for run in runs],
-        columns=["run", "experiment", "status", "sweep", "started", "duration", "headline"])
+        columns=list(RUNS_COLUMNS)).astype(RUNS_COLUMNS)
 
 
 def metrics_csv(run: RunRecord) -> str:
@@ -66,8 +72,7 @@ class RunsPage(pn.viewable.Viewer):
         self.store, self.files_url = store, files_url
         self.figure_format = FigureFormat()
         self.experiment = pn.widgets.Select(label="experiment", options=[ALL], width=180)
-        self.status = pn.widgets.Select(label="status", options=[ALL, "finished", "stopped", "failed", "running"],
-                                        width=140)
+        self.status = pn.widgets.Select(label="status", options=[ALL, *STATUSES], width=140)
         self.sweep = pn.widgets.Select(label="sweep", options=[ALL], width=200)
         self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
         self.table = pn.widgets.Tabulator(runs_frame([]), selectable="checkbox", disabled=True, show_index=False,

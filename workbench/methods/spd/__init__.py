@@ -7,7 +7,8 @@
 
 Modules: ``matfun`` (eigen-functions with a Daleckii–Krein backward, Lyapunov solve), ``geometry`` (BW, GBW, θ,
 AIM, LEM), ``layers`` (BiMap, ReEig, LogEig, SPD parameters), ``batchnorm`` (SPDBatchNorm), ``data`` (digits
-region covariances, synthetic SPD batches). Wang, Jin, Chen, Luo, Wu, "Learning to Normalize on the SPD Manifold
+region covariances, synthetic SPD batches), ``net`` (SPDNet, its training loop ``fit``, accuracy and BN spectra),
+``ellipses`` (2×2 SPD matrices drawn as ellipses: the BW geodesic and centring picture). Wang, Jin, Chen, Luo, Wu, "Learning to Normalize on the SPD Manifold
 under Bures-Wasserstein Geometry", CVPR 2025 (arXiv 2504.00660); method note: ../shared/methods/spd_normalization.md.
 """
 from workbench.methods.spd.geometry import (
@@ -22,3 +23,5 @@ from workbench.methods.spd.data import DATASETS, SPDDataset, condition_numbers, 
 
 from workbench.methods.spd.layers import BiMap, LogEig, ReEig, check_spd, spd_parameter, triu_vector
 from workbench.methods.spd.batchnorm import METRICS, SPDBatchNorm, out_of_domain_fraction
+from workbench.methods.spd.net import BN_VARIANTS, History, SPDNet, accuracy, fit, spectra, steps_per_epoch
+from workbench.methods.spd.ellipses import ellipse, geodesic_ellipses, teaching_matrices

@@ -1,4 +1,4 @@
-"""The bundled experiments, one module each, named like the experiment it registers (``lightsb.py`` registers
+"""The bundled experiments (the labs), one module each, named like the experiment it registers (``lightsb.py`` registers
 "lightsb"): ``workbench.get(name)`` imports only that module, ``workbench.experiments()`` imports them all."""
 import importlib
 import pkgutil

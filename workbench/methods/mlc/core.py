@@ -45,6 +45,7 @@ entries ≥ 0), i.e. η ≳ 1/ln n for a batch of n; smaller η collapses faster
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Callable
 
@@ -52,6 +53,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from workbench.methods.projection import principal_coordinates
+from workbench.progress import Cadence, Event
 
 # --- coding rates ---------------------------------------------------------------------------------
 
@@ -219,20 +223,28 @@ def fit(net: MLCNet, X: torch.Tensor, augment: Callable[[torch.Tensor], torch.Te
         tcr_steps: int, mlc_steps: int, eps: float, eta: float, lam: float = 50.0, n_views: int = 2,
         tcr_lr: float = 1e-3, mlc_lr: float = 1e-4, weight_decay: float = 1e-4, sinkhorn_iters: int = 5,
         batch_size: int | None = None, generator: torch.Generator | None = None,
-        callback: Callable[[int, str, dict[str, float]], None] | None = None,
-        on_pretrained: Callable[[MLCNet], None] | None = None,
-        stop: Callable[[], bool] | None = None) -> int:
-    """TCR pre-training, the one-shot copy of the feature head into the cluster head, then MLC training.
+        callback: Callable[[Event], None] | None = None, stop: Callable[[], bool] | None = None,
+        cadence: Cadence | None = None, on_pretrained: Callable[[MLCNet], None] | None = None) -> int:
+    """TCR pre-training (steps 1 … ``tcr_steps``), the one-shot copy of the feature head into the cluster head,
+    then MLC training (the next ``mlc_steps`` steps).
 
     ``X`` (n, D) on the training device; ``augment(x)`` returns an augmented copy of a batch (n_b, D).
     Adam with (L2) weight decay on every parameter: ``tcr_lr`` for TCR, ``mlc_lr`` for MLC (the note's
     measured setup; the MLC appendix's LARS is unverified). ``batch_size=None`` trains full batch;
     otherwise each step draws a random batch (Γ is then n_b × n_b, as in the paper).
-    ``callback(step, phase, terms)`` after every step (phase "tcr" or "mlc", step counting both phases);
-    ``on_pretrained(net)`` is called once after TCR pre-training and the head copy (to keep Z_TCR);
-    ``stop()`` ends training before the next step. Returns the number of steps taken."""
+
+    ``callback(Event(step, tcr_steps + mlc_steps, means))`` whenever ``cadence(step)`` is due (default
+    :class:`~workbench.progress.Cadence`: every 1 % of the steps, the last one and every half second), with the
+    mean of each term of the objective being trained over its steps since the previous report, named
+    ``"<phase>.train_<term>"``: ``tcr.train_R``, ``tcr.train_invariance`` (:func:`tcr_objective`) and
+    ``mlc.train_R``, ``mlc.train_R_c``, ``mlc.train_delta_R`` (:func:`mlc_objective`; augmented views, batch
+    norm in training mode). A report whose steps span both phases carries both phases' means.
+    ``on_pretrained(net)`` is called once, right after the one-shot copy that ends pre-training (before the
+    report of step ``tcr_steps``; at the start when ``tcr_steps`` is 0), e.g. to keep Z_TCR;
+    ``stop()`` returning True ends training before the next step. Returns the number of steps taken."""
     n = X.shape[0]
-    step = 0
+    total = tcr_steps + mlc_steps
+    cadence = cadence if cadence is not None else Cadence(total)
 
     def batch() -> torch.Tensor:
         if batch_size is None or batch_size >= n:
@@ -247,23 +259,36 @@ def fit(net: MLCNet, X: torch.Tensor, augment: Callable[[torch.Tensor], torch.Te
         outputs = [net(augment(x)) for _ in range(n_views)]  # A × ((n_b, d), (n_b, d))
         return mlc_objective([Z for Z, _ in outputs], [C for _, C in outputs], eps, eta, sinkhorn_iters)[:2]
 
+    def adam(lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def pretrained() -> torch.optim.Optimizer:
+        """The one-shot initialisation, then MLC's own optimizer."""
+        net.copy_feature_head_to_cluster_head()
+        if on_pretrained is not None:
+            on_pretrained(net)
+        return adam(mlc_lr)
+
     net.train()
-    for phase, steps, lr, loss_of in (("tcr", tcr_steps, tcr_lr, tcr_loss), ("mlc", mlc_steps, mlc_lr, mlc_loss)):
-        if phase == "mlc":  # the one-shot initialisation, then MLC with a fresh optimizer
-            net.copy_feature_head_to_cluster_head()
-            if on_pretrained is not None:
-                on_pretrained(net)
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-        for _ in range(steps):
-            if stop is not None and stop():
-                return step
-            loss, terms = loss_of(batch())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if callback is not None:
-                callback(step, phase, terms)
+    optimizer = adam(tcr_lr) if tcr_steps > 0 else pretrained()
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    step = 0
+    while step < total and not (stop is not None and stop()):
+        step += 1
+        phase, loss_of = ("tcr", tcr_loss) if step <= tcr_steps else ("mlc", mlc_loss)
+        loss, terms = loss_of(batch())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for term, value in terms.items():
+            name = f"{phase}.train_{term}"
+            sums[name], counts[name] = sums.get(name, 0.0) + value, counts.get(name, 0) + 1
+        if step == tcr_steps:
+            optimizer = pretrained()
+        if callback is not None and cadence(step):
+            callback(Event(step, total, {name: sums[name] / counts[name] for name in sums}))
+            sums, counts = {}, {}
     return step
 
 
@@ -344,6 +369,54 @@ def per_cluster_ranks(Z, labels, energy: float = 0.95) -> dict[int, int]:
     Z = Z.detach().cpu() if isinstance(Z, torch.Tensor) else torch.as_tensor(np.asarray(Z))
     labels = np.asarray(labels)
     return {int(c): numerical_rank(Z[torch.as_tensor(labels == c)], energy) for c in np.unique(labels)}
+
+
+class ClusterView:
+    """What a picture of a clustering shows of features Z (n, d) and a membership Γ (n, n), each computed on first
+    use: a training loop that sends a view with every report pays only for the views that are drawn.
+
+    ``labels`` (n,): the given ones, else spectral clustering on Γ (:func:`spectral_labels`); ``order``: the
+    samples sorted by label, then by ground truth ``y`` inside a label; ``cosine`` (n, n) = |ZZᵀ|;
+    ``coordinates(k)``: Z on its first k principal axes (n, k); ``spectra``: {label: the singular values of its
+    rows of Z over the largest}; ``accuracy``: the Hungarian accuracy of ``labels`` (None without ``y``)."""
+
+    def __init__(self, Z, Gamma, n_clusters: int, y=None, labels=None, seed: int = 0):
+        self.Z = _float64(Z)  # (n, d)
+        self.Gamma = _float64(Gamma)  # (n, n)
+        self.n_clusters, self.seed = int(n_clusters), seed
+        self.y = None if y is None else np.asarray(y)
+        self._labels = None if labels is None else np.asarray(labels)
+
+    @functools.cached_property
+    def labels(self) -> np.ndarray:
+        return self._labels if self._labels is not None else spectral_labels(self.Gamma, self.n_clusters, self.seed)
+
+    @functools.cached_property
+    def order(self) -> np.ndarray:
+        return np.lexsort((self.labels,) if self.y is None else (self.y, self.labels))  # (n,)
+
+    @functools.cached_property
+    def cosine(self) -> np.ndarray:
+        return np.abs(self.Z @ self.Z.T)  # (n, n)
+
+    def coordinates(self, k: int = 2) -> np.ndarray:
+        return principal_coordinates(self.Z, k)  # (n, k)
+
+    @functools.cached_property
+    def spectra(self) -> dict[int, np.ndarray]:
+        values = {int(c): np.linalg.svd(self.Z[self.labels == c], compute_uv=False) for c in np.unique(self.labels)}
+        return {c: s / s[0] for c, s in values.items()}
+
+    @functools.cached_property
+    def accuracy(self) -> float | None:
+        return None if self.y is None else clustering_accuracy(self.y, self.labels)
+
+
+def _float64(x) -> np.ndarray:
+    """A tensor (any device) or array as a float64 numpy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def clone_net(net: MLCNet) -> MLCNet:
