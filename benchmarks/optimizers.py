@@ -3,6 +3,8 @@ reference packages, printed as markdown tables (method note, last section).
 
     python benchmarks/optimizers.py                       # sizes 512,1024,2048, 30 steps, CPU
     python benchmarks/optimizers.py --sizes 512 --steps 10
+    python benchmarks/optimizers.py --task digits --seeds 0,1,2   # test accuracy of the lab's MLP, no timing
+    python benchmarks/optimizers.py --zo-memory                   # forward passes and peak memory of a step
 
 Setup per size n: four bias-free nn.Linear(n, n) weights, fp32, fixed gradients,
 `optimizer.step()` alone, median of --steps steps after --warmup steps, torch.set_num_threads(--threads).
@@ -11,6 +13,19 @@ configuration in the same process (timings on a shared CPU drift by ±30 % betwe
 only within one run). "refresh" is the median step with update_proj_gap = 1, i.e. a new
 subspace every step (the plain step uses a gap longer than the run). The reference packages are
 optional (`pip install 'workbench[test]'`, which `make test` installs); a missing one is reported and skipped.
+COSMOS, Natural GaLore and MeZO have no package: their reference is the step-by-step transcription of the
+official code that the tests check against (tests/test_optim_*.py), and Q-GaLore's is q-galore-torch through
+the tests' shim for the current bitsandbytes. The zeroth-order optimizers step with a closure: one forward pass
+of the four layers on a fixed batch of 64 (their "x AdamW" compares two forward passes and an update with
+AdamW's update alone).
+
+`--task digits` trains the lab's MLP on sklearn's digits (the lab's defaults: 500 steps, batch 32, cosine, each
+optimizer's default lr) with every first-order optimizer, and the zeroth-order ones for --zo-steps steps at
+batch 64 and a constant lr (the official MeZO scripts' schedule; two forward passes a step), at each seed; it
+prints test accuracy. `--zo-memory` measures, with
+torch.profiler's memory events on CPU, the peak memory a training step allocates on top of the model and
+its optimizer state, for AdamW (forward, backward, step) against the zeroth-order ones (two forward passes and
+the update), on the lab's MLP at width --zo-width and batch 64.
 
 glibc's allocator page-faults on large temporaries unless told otherwise: the script re-executes
 itself with MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=17179869184 when they are unset,
@@ -26,7 +41,10 @@ import random
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
@@ -37,13 +55,20 @@ import torch  # noqa: E402
 
 from workbench.optim import (  # noqa: E402
     APOLLO,
+    COSMOS,
     FRUGAL,
     LAMB,
+    SOAP,
     AdamW8bit,
     APOLLOMini,
+    BAdam,
     DCTAdamW,
     GaLoreAdamW,
     Lion,
+    MeZO,
+    Muon,
+    NaturalGaLoreAdamW,
+    QGaLoreAdamW8bit,
     optimizer_state_bytes,
 )
 from workbench.optim.projectors import dct_basis, refresh  # noqa: E402
@@ -61,7 +86,10 @@ def optional(module: str):
 
 galore_torch, apollo_torch = optional("galore_torch"), optional("apollo_torch")
 lion_pytorch, torch_optimizer = optional("lion_pytorch"), optional("torch_optimizer")
-bitsandbytes = optional("bitsandbytes")
+bitsandbytes, pytorch_optimizer, badam = optional("bitsandbytes"), optional("pytorch_optimizer"), optional("badam")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' transcribed references
+cosmos_reference, galore_variants = optional("test_optim_muon_soap_cosmos"), optional("test_optim_galore_variants")
+mezo_reference = optional("test_optim_zeroth_order")
 
 Factory = Callable[[list, int, int], torch.optim.Optimizer]  # (params, n, update_proj_gap) -> optimizer
 
@@ -141,7 +169,112 @@ def configs() -> list[Config]:
             "bitsandbytes",
         )
         for fused in (True, False)
+    ] + seeds_configs()
+
+
+def seeds_configs() -> list[Config]:
+    """The optimizers of the seeds' papers added after the first lab: Muon, SOAP, COSMOS, Q-GaLore, Natural GaLore,
+    BAdam and MeZO, each at its reference's defaults but lr (and rank n/4 where it has one)."""
+    tucker = galore_variants and galore_variants.svd_tucker_factors
+    q_galore_keys = dict(proj_type="std", quant=True, quant_n_bit=4, quant_group_size=256, cos_threshold=0.4, gamma_proj=2,
+                         queue_size=5)
+    return [
+        Config(
+            "Muon, Newton-Schulz 5 steps",
+            lambda ps, n, gap: Muon(ps, lr=LR),
+            lambda ps, n, gap: torch.optim.Muon(ps, lr=LR),
+            "torch.optim.Muon",
+        ),
+        Config(
+            "SOAP, precondition_frequency = gap",
+            lambda ps, n, gap: SOAP(ps, lr=LR, precondition_frequency=gap),
+            pytorch_optimizer and (lambda ps, n, gap: pytorch_optimizer.SOAP(ps, lr=LR, precondition_frequency=gap)),
+            "pytorch-optimizer",
+            refreshes=True,
+        ),
+        Config(
+            "COSMOS rank n/4",
+            lambda ps, n, gap: COSMOS(ps, lr=LR, rank=n // 4),
+            cosmos_reference and (lambda ps, n, gap: cosmos_reference.TranscribedCOSMOS(
+                ps, **{**cosmos_reference.COSMOS_DEFAULTS, "lr": LR, "rank": n // 4})),
+            "official COSMOS, transcribed (tests)",
+        ),
+        Config(
+            "Q-GaLore rank n/4, INT4 P, 8-bit Adam",
+            lambda ps, n, gap: QGaLoreAdamW8bit(ps, lr=LR, rank=n // 4, update_proj_gap=gap),
+            galore_variants and (lambda ps, n, gap: galore_variants.QGaLoreOnCurrentBitsandbytes(
+                [dict(params=ps, rank=n // 4, update_proj_gap=gap, scale=0.25, **q_galore_keys)], lr=LR)),
+            "q-galore-torch (tests' shim)",
+            refreshes=True,
+        ),
+        Config(
+            "Natural GaLore rank n/4, history 20",
+            lambda ps, n, gap: NaturalGaLoreAdamW(ps, lr=LR, rank=n // 4, update_proj_gap=gap),
+            galore_variants and (lambda ps, n, gap: galore_variants.NaturalGaLoreReference(
+                [dict(params=ps, rank=n // 4, update_proj_gap=gap, scale=1.0, natural_history=20)], lr=LR,
+                weight_decay=0.0, factors_of=tucker)),
+            "official Natural GaLore, transcribed (tests; SVD factors)",
+            refreshes=True,
+        ),
+        Config(
+            "BAdam, a block per weight, no switch",
+            lambda ps, n, gap: BAdam([{"params": [p]} for p in ps], lr=LR, switch_block_every=NO_REFRESH),
+            badam and (lambda ps, n, gap: badam.BlockOptimizer(
+                torch.optim.AdamW(ps, lr=LR), [(f"{i}.weight", p) for i, p in enumerate(ps)],
+                block_prefix_list=[[f"{i}."] for i in range(len(ps))], switch_block_every=NO_REFRESH, verbose=0)),
+            "badam",
+        ),
+        Config(
+            "MeZO (2 forward passes + update)",
+            lambda ps, n, gap: MeZO(ps, lr=LR),
+            mezo_reference and (lambda ps, n, gap: OfficialMeZO(ps, lr=LR)),
+            "official MeZO, transcribed (tests)",
+        ),
     ]
+
+
+class OfficialMeZO:
+    """princeton-nlp/MeZO's `zo_step` + `zo_update` as the tests transcribe them (out-of-place perturbations, as
+    the official code): a closure-stepped stand-in for a reference optimizer."""
+
+    zeroth_order = True
+
+    def __init__(self, params: list, lr: float, zo_eps: float = 1e-3):
+        self.param_groups, self.state, self.defaults = [{"params": list(params)}], {}, {}
+        self.named = [(f"{i}.weight", p) for i, p in enumerate(params)]
+        self.lr, self.zo_eps, self.seed = lr, zo_eps, 0
+
+    def step(self, closure):
+        self.seed += 1
+        return mezo_reference.official_mezo_step(self.named, closure, self.seed, self.lr, self.zo_eps, 0.0)
+
+
+@lru_cache(maxsize=None)
+def fixed_batch(n: int, device: str) -> torch.Tensor:
+    return torch.randn(64, n, generator=torch.Generator().manual_seed(1)).to(device)
+
+
+def stepper(optimizer, params: list) -> Callable[[], object]:
+    """One step: the gradients made once are put back first (badam clears them, as it hands them to its Adam), and
+    a zeroth-order optimizer gets a closure, one forward pass of the four layers on a fixed batch."""
+    grads = [p.grad for p in params]
+    if getattr(optimizer, "zeroth_order", False):
+        x = fixed_batch(params[0].shape[1], str(params[0].device))
+
+        def closure():
+            h = x
+            for W in params:
+                h = h @ W.T
+            return h.square().mean()
+
+        return lambda: optimizer.step(closure)
+
+    def step():
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()
+
+    return step
 
 
 def make_params(n: int, device: str) -> list[torch.nn.Parameter]:
@@ -176,13 +309,16 @@ def median_seconds(fns: list[Callable[[], object]], repeats: int, warmup: int, d
 
 
 def build(factory: Factory | None, n: int, gap: int, device: str, errors: list[str], name: str):
-    """The optimizer over fresh parameters, or None (no package, or it fails here: the reason goes to `errors`)."""
+    """(optimizer, its step) over fresh parameters, after one step, or None (no package, or it fails here: the
+    reason goes to `errors`)."""
     if factory is None:
         return None
     try:
-        optimizer = factory(make_params(n, device), n, gap)
-        optimizer.step()
-        return optimizer
+        params = make_params(n, device)
+        optimizer = factory(params, n, gap)
+        step = stepper(optimizer, params)
+        step()
+        return optimizer, step
     except Exception as error:  # a reference package that does not run here (e.g. CUDA-only code)
         errors.append(f"{name}: {type(error).__name__}: {str(error)[:100]}")
         return None
@@ -197,13 +333,13 @@ def step_times(c: Config, n: int, gap: int, repeats: int, warmup: int, device: s
     factories = {"adamw": adamw if baseline else None, "ours": c.ours, "ref": c.reference}
     names = {"adamw": "torch AdamW", "ours": c.name, "ref": c.reference_name}
     built = {k: build(f, n, gap, device, errors, names[k]) for k, f in factories.items()}
-    live = {k: o for k, o in built.items() if o is not None}
-    times = dict(zip(live, median_seconds([o.step for o in live.values()], repeats, warmup, device)))
-    return times, {k: optimizer_state_bytes(o) for k, o in live.items()}
+    live = {k: b for k, b in built.items() if b is not None}
+    times = dict(zip(live, median_seconds([step for _, step in live.values()], repeats, warmup, device)))
+    return times, {k: optimizer_state_bytes(o) for k, (o, _) in live.items() if hasattr(o, "param_groups")}
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return "–" if a is None or b is None else f"{a / b:.2f}"
+    return "–" if a is None or not b else f"{a / b:.2f}"
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -255,6 +391,68 @@ def refresh_table(shapes: list[tuple[int, int]], args) -> None:
               f"| {t_rdct / t_rsvd:.3f} | {fmt_s(t_basis)} |")
 
 
+FIRST_ORDER = ["adamw", "muon", "soap", "cosmos", "q_galore", "natural_galore", "badam"]
+ZEROTH_ORDER = ["mezo", "sparse_mezo", "zo_sgd", "zo_adam"]
+
+
+def digits_table(args) -> None:
+    """Test accuracy on digits per seed: the first-order optimizers at the lab's defaults, the zeroth-order ones
+    for --zo-steps steps of batch 64 at a constant lr (2 forward passes each), in two lab runs per seed."""
+    import workbench
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    accuracy: dict[str, list[float]] = {}
+    steps = {}
+    for seed in seeds:
+        first = workbench.run("optimizers", task="digits", optimizers=FIRST_ORDER, seed=seed, progress=True).metrics
+        zo = workbench.run("optimizers", task="digits", optimizers=ZEROTH_ORDER, seed=seed, steps=args.zo_steps,
+                           batch_size=64, schedule="constant", progress=True).metrics
+        for name, metrics in [(n, first) for n in FIRST_ORDER] + [(n, zo) for n in ZEROTH_ORDER]:
+            accuracy.setdefault(name, []).append(metrics[f"{name}.test_accuracy"])
+            steps[name] = (int(metrics["steps_done"]), metrics[f"{name}.lr"])
+    print(f"\n### Digits: test accuracy of the lab's MLP, seeds {args.seeds}\n")
+    print("| optimizer | steps | forward passes | lr | " + " | ".join(f"seed {s}" for s in seeds) + " | min | goal |")
+    print("|---|---|---|---|" + "---|" * len(seeds) + "---|---|")
+    for name, values in accuracy.items():
+        n_steps, lr = steps[name]
+        passes = 2 * n_steps if name in ZEROTH_ORDER else n_steps
+        goal = ("≥ 0.90 within 20 000 forward passes" if name == "mezo" else "–" if name in ZEROTH_ORDER
+                else "≥ 0.96")
+        print(f"| {name} | {n_steps} | {passes} | {lr:g} | " + " | ".join(f"{v:.3f}" for v in values)
+              + f" | {min(values):.3f} | {goal} |")
+
+
+def zo_memory_table(args) -> None:
+    """Forward passes per step and the peak memory of one step (the third: states exist), each optimizer on its own
+    copy of the lab's digits MLP at width --zo-width and batch 64 (`workbench.methods.side_by_side.step_memory`)."""
+    from workbench.methods.optim_tasks import DigitsTask, default_lr, make_optimizer
+    from workbench.methods.side_by_side import step_memory, train_step
+
+    task = DigitsTask(0, 64, args.zo_width)
+    batch = task.batch()
+    rows = {}
+    for name in ["adamw"] + ZEROTH_ORDER:
+        torch.manual_seed(0)
+        model = task.model()
+        optimizer = make_optimizer(name, model.parameters(), lr=default_lr(name, "digits"), seed=0)
+        for _ in range(2):
+            train_step(task, model, optimizer, batch)
+        rows[name] = step_memory(task, model, optimizer, batch)
+    adamw = rows["adamw"]
+    print(f"\n### Memory of one training step, digits MLP width {args.zo_width}, batch 64 (torch.profiler, CPU)\n")
+    print("| optimizer | forward passes | backward | model MiB | state MiB | allocated during the step MiB "
+          "| peak MiB | peak x AdamW | saved against AdamW ≥ gradients + the AdamW state it does not keep |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    mib = 2**20
+    for name, row in rows.items():
+        saved = adamw["peak_bytes"] - row["peak_bytes"]
+        claim = adamw["model_bytes"] + adamw["state_bytes"] - row["state_bytes"]  # fp32 gradients: the model's size
+        check = "–" if name == "adamw" else f"{saved / mib:.2f} ≥ {claim / mib:.2f}: {'yes' if saved >= claim else 'NO'}"
+        print(f"| {name} | {row['forward_passes']} | {'yes' if row['backward'] else 'no'} | {row['model_bytes'] / mib:.2f} "
+              f"| {row['state_bytes'] / mib:.2f} | {row['step_bytes'] / mib:.2f} | {row['peak_bytes'] / mib:.2f} "
+              f"| {row['peak_bytes'] / adamw['peak_bytes']:.2f} | {check} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="512,1024,2048", help="comma-separated n of the n x n layers")
@@ -266,9 +464,23 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated parts of optimizer names to run (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--task", choices=["digits"], help="digits: test accuracy of the lab's MLP (no step timing)")
+    parser.add_argument("--seeds", default="0,1,2", help="--task digits: comma-separated seeds")
+    parser.add_argument("--zo-steps", type=int, default=10_000, help="--task digits: steps of the zeroth-order ones")
+    parser.add_argument("--zo-memory", action="store_true", help="forward passes and peak memory of a step only")
+    parser.add_argument("--zo-width", type=int, default=1024, help="--zo-memory: width of the digits MLP")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.task == "digits":
+        return digits_table(args)
+    if args.zo_memory:
+        return zo_memory_table(args)
+    if not torch.cuda.is_available():
+        torch.cuda.synchronize = lambda *args, **kwargs: None  # q-galore-torch calls it in every step
+    if galore_variants:
+        galore_variants.tensorly.set_backend("pytorch")  # the Natural GaLore reference's multi_mode_dot
+    warnings.filterwarnings("ignore", message="BAdam expect model to be loaded in fp16/bf16")  # fp32 on purpose
     versions = {m.__name__: getattr(m, "__version__", "") for m in (torch, bitsandbytes) if m}
     print(f"# Optimizer benchmark ({args.device}, {args.threads} threads; {versions}; "
           f"{' '.join(f'{k}={os.environ.get(k)}' for k in MALLOC_ENV)})")

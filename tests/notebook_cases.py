@@ -80,6 +80,27 @@ def refresh(G, state, proj, rank):  # also keeps every right singular vector, no
 
 subspace.refresh = refresh
 ''', expect="state bytes"),
+    Mutation("optimizers", "cosmos_newton_schulz_skipped", '''
+import torch
+from workbench.optim import cosmos
+
+# COSMOS's Muon part without Newton–Schulz: the residual itself (in bfloat16, as Newton–Schulz returns it)
+cosmos.newton_schulz = lambda X, *args, **kwargs: X.to(torch.bfloat16)
+''', expect="COSMOS's step outside its subspace is not orthogonalized"),
+    Mutation("optimizers", "mezo_perturbation_not_undone", '''
+from workbench.optim import zeroth_order
+
+exact_perturb = zeroth_order.ZerothOrder._perturb
+
+def _perturb(self, seed, scale, frozen):  # θ − εz left in place: the last perturbation, +εz, is skipped
+    if scale == 1 and getattr(self, "after_minus", False):
+        self.after_minus = False
+        return
+    self.after_minus = scale == -2
+    exact_perturb(self, seed, scale, frozen)
+
+zeroth_order.ZerothOrder._perturb = _perturb
+''', expect="MeZO did not restore the weights"),
     Mutation("optimizers", "rank_ignored", '''
 from workbench.methods import optim_tasks
 

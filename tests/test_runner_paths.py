@@ -108,6 +108,7 @@ def test_notebook_all_runs_every_notebook_and_isolates_a_failure(notebooks, tmp_
     table = done.stdout.splitlines()
     assert any(line.startswith("lightsb") and "finished" in line for line in table)
     assert any(line.startswith("optimizers") and "failed" in line for line in table)
+    assert max(map(len, done.stdout.split("\n\n")[0].splitlines())) <= 120  # the table: its long paths cut to fit
 
 
 def ignore_sigint() -> None:

@@ -131,7 +131,8 @@ def cmd_notebook(args) -> int:
         row.update(_chosen_metrics(report["metrics"], args.metrics, every=not args.all, experiment=name))
         row["notebook"] = str(output) if output else ""
         rows.append(row)
-    print(format_table(rows))
+    print(format_table(rows, width=table_width() if args.all else None,
+                       full="workbench show RUN shows all, --metrics picks columns"))
     print(f"\nruns recorded in {RunStore(args.db).path}; executed notebooks under {args.output_dir}/notebooks")
     return 1 if failures else 0
 

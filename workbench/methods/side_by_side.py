@@ -77,16 +77,7 @@ class SideBySide:
             group["lr"] = base * factor
         self.sync()
         t0 = time.perf_counter()
-        if getattr(optimizer, "zeroth_order", False):
-            t1 = t0
-            loss = optimizer.step(lambda: task.loss(model, batch))
-        else:
-            loss = task.loss(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.sync()
-            t1 = time.perf_counter()
-            optimizer.step()
+        loss, t1 = train_step(task, model, optimizer, batch, self.sync)
         self.sync()
         t2 = time.perf_counter()
         self.step_s[name] += t2 - t1
@@ -108,3 +99,40 @@ class SideBySide:
             self.curves[n]["eval"].append(value)
             values[f"{n}.{self.eval_name}"] = value
         return values
+
+
+def train_step(task: Task, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch,
+               sync: Callable[[], None] = lambda: None) -> tuple[torch.Tensor, float]:
+    """One step on ``batch``: (the batch's loss, ``time.perf_counter()`` when the update began). A first-order
+    optimizer gets ``backward()`` then ``step()``; a zeroth-order one ``step(closure)``, whose forward passes are
+    its update, so its update begins with the step."""
+    if getattr(optimizer, "zeroth_order", False):
+        start = time.perf_counter()
+        return optimizer.step(lambda: task.loss(model, batch)), start
+    loss = task.loss(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    sync()
+    start = time.perf_counter()
+    optimizer.step()
+    return loss, start
+
+
+def step_memory(task: Task, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch) -> dict[str, float]:
+    """What one training step of ``optimizer`` on ``batch`` costs in memory, measured (run it after a first step,
+    so that the state exists): ``forward_passes``, ``backward`` (1 or 0), ``model_bytes``, ``state_bytes``,
+    ``step_bytes`` (the peak allocated during the step, :func:`workbench.optim.memory.peak_step_bytes`) and
+    ``peak_bytes`` = model + state + step (the parameters' gradients are freed before the step starts)."""
+    from workbench.optim.memory import peak_step_bytes
+
+    passes = []
+    hook = model.register_forward_hook(lambda *args: passes.append(1))
+    try:
+        during = peak_step_bytes(lambda: train_step(task, model, optimizer, batch))
+    finally:
+        hook.remove()
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    state = state_bytes(optimizer)
+    return {"forward_passes": len(passes), "backward": 0 if getattr(optimizer, "zeroth_order", False) else 1,
+            "model_bytes": model_bytes, "state_bytes": state, "step_bytes": during,
+            "peak_bytes": model_bytes + state + during}

@@ -9,12 +9,18 @@ but not the parameters or their gradients. Tensors cached outside the optimizer 
 basis shared by every optimizer) are not reachable and not counted.
 Tensors sharing a storage (views, one matrix referenced by several parameters) count once, with
 the whole storage, since that is what stays allocated. Python numbers (an int step) count 0.
+
+`peak_step_bytes` measures instead of counting: the peak of the bytes a call allocates on top of those
+alive when it starts, from torch.profiler's memory events (every allocation and free, on CPU too).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import types
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -51,3 +57,34 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
         if s.data_ptr() not in skip:
             storages[s.data_ptr()] = s.nbytes()
     return sum(storages.values())
+
+
+def peak_step_bytes(call: Callable[[], object]) -> int:
+    """max over time of (bytes allocated − bytes freed) during `call()`: torch.profiler's memory events summed in
+    time order (activations kept for backward, gradients, temporaries, state created by the call)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with _quiet_stderr(), profile(activities=activities, profile_memory=True) as prof:
+        call()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ start/stop and allocator notices go to file descriptor 2, around the call only."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

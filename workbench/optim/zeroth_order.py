@@ -234,5 +234,5 @@ class ZOAdam(ZerothOrder):
         m.lerp_(d, 1 - beta1)
         v.mul_(beta2).addcmul_(d, d, value=1 - beta2)
         bc1, bc2 = 1 - beta1**t, 1 - beta2**t
-        denom = (v.sqrt() / bc2**0.5).add_(group["eps"])
+        denom = v.sqrt().div_(bc2**0.5).add_(group["eps"])  # torch.optim.Adam's ops, one temporary
         p.addcdiv_(m, denom, value=-(group["lr"] / bc1))

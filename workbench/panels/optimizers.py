@@ -28,6 +28,8 @@ MAX_POINTS = 1000  # drawn per curve
 PALETTE = {
     "adamw": "#1f77b4", "sgd": "#7f7f7f", "galore": "#d62728", "dct": "#ff7f0e", "apollo": "#2ca02c",
     "apollo_mini": "#98df8a", "frugal": "#9467bd", "lion": "#8c564b", "adamw8bit": "#e377c2", "lamb": "#17becf",
+    "muon": "#393b79", "soap": "#637939", "cosmos": "#8c6d31", "q_galore": "#843c39", "natural_galore": "#7b4173",
+    "badam": "#3182bd", "mezo": "#e6550d", "sparse_mezo": "#fd8d3c", "zo_sgd": "#31a354", "zo_adam": "#756bb1",
 }
 EVAL_TITLES = {"test_accuracy": "test accuracy", "val_loss": "validation loss", "distance": "‖x − x*‖"}
 
@@ -207,5 +209,40 @@ def memory_figure(*results, labels: list[str] | None = None) -> go.Figure:
                              textposition="outside"))
     fig.update_layout(template="plotly_white", height=360, barmode="group", yaxis_title="state bytes / parameter",
                       title={"text": "optimizer state memory (fp32 AdamW = 8 bytes / parameter)", "font": {"size": 14}},
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
+def step_memory_figure(memory: dict[str, dict]) -> go.Figure:
+    """The peak memory of one training step per optimizer (``workbench.methods.side_by_side.step_memory``), stacked:
+    the model, the optimizer state, and the peak allocated during the step (activations, gradients, temporaries)."""
+    names = list(memory)
+    fig = go.Figure()
+    for key, label, shade in (("model_bytes", "model", "#9ecae1"), ("state_bytes", "optimizer state", "#3182bd"),
+                              ("step_bytes", "allocated during the step", "#fd8d3c")):
+        values = [memory[n][key] / 1024 for n in names]
+        fig.add_trace(go.Bar(x=names, y=values, name=label, marker_color=shade))
+    totals = [memory[n]["peak_bytes"] / 1024 for n in names]
+    fig.add_trace(go.Scatter(x=names, y=totals, mode="text", text=[f"{t:.0f} KiB" for t in totals],
+                             textposition="top center", showlegend=False, hoverinfo="skip"))
+    fig.update_layout(template="plotly_white", height=380, barmode="stack", yaxis_title="KiB",
+                      title={"text": "peak memory of one training step (torch.profiler)", "font": {"size": 14}},
+                      margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
+def wallclock_figure(*results) -> go.Figure:
+    """Training loss against wall-clock seconds (step × the optimizer's mean iteration time), every optimizer of
+    every result: which one is ahead after the same time, not the same number of steps."""
+    fig = go.Figure()
+    for result in results:
+        payload = result.payload
+        for name in payload["optimizers"]:
+            steps, losses = _pair(payload["curves"][name]["step"], payload["curves"][name]["loss"])
+            seconds = [s * payload["iter_ms"][name] / 1000 for s in steps]
+            fig.add_trace(go.Scatter(x=seconds, y=losses, mode="lines", name=name,
+                                     line={"color": color(name), "width": 1.5}))
+    fig.update_layout(template="plotly_white", height=360, xaxis_title="seconds of training", yaxis_title="loss",
+                      yaxis_type="log", title={"text": "training loss against wall-clock time", "font": {"size": 14}},
                       margin={"l": 50, "r": 10, "t": 40, "b": 40})
     return fig
