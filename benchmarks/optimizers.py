@@ -357,7 +357,7 @@ def step_table(n: int, args) -> None:
             continue
         t, b = step_times(c, n, NO_REFRESH, args.steps, args.warmup, args.device, errors)
         refresh = "–"
-        if c.refreshes:
+        if c.refreshes and args.refresh_steps:
             r, _ = step_times(c, n, 1, args.refresh_steps, 1, args.device, [], baseline=False)
             refresh = f"{fmt_s(r.get('ours'))} / {fmt_s(r.get('ref'))}"
         reference = c.reference_name if c.reference else f"{c.reference_name}: not installed"
@@ -458,7 +458,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="512,1024,2048", help="comma-separated n of the n x n layers")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per optimizer (median)")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--refresh-steps", type=int, default=3, help="timed steps with update_proj_gap = 1")
+    parser.add_argument("--refresh-steps", type=int, default=3, help="timed steps with update_proj_gap = 1 (0: none)")
     parser.add_argument("--refresh-repeats", type=int, default=10, help="repeats of each projector refresh")
     parser.add_argument("--refresh-shapes", default="2048x2048,1024x4096")
     parser.add_argument("--only", default="", help="comma-separated parts of optimizer names to run (default: all)")

@@ -231,18 +231,22 @@ def step_memory_figure(memory: dict[str, dict]) -> go.Figure:
     return fig
 
 
-def wallclock_figure(*results) -> go.Figure:
-    """Training loss against wall-clock seconds (step × the optimizer's mean iteration time), every optimizer of
-    every result: which one is ahead after the same time, not the same number of steps."""
+def wallclock_figure(*results, window: int = 20) -> go.Figure:
+    """Training loss (the mean of the last ``window`` steps) against wall-clock seconds (step × the optimizer's mean
+    iteration time), every optimizer of every result: which one is ahead after the same time, not the same steps."""
     fig = go.Figure()
     for result in results:
         payload = result.payload
         for name in payload["optimizers"]:
-            steps, losses = _pair(payload["curves"][name]["step"], payload["curves"][name]["loss"])
+            curve = payload["curves"][name]
+            n = min(len(curve["step"]), len(curve["loss"]))
+            smooth = np.convolve(curve["loss"][:n], np.ones(window) / window, mode="valid").tolist()
+            steps, losses = _pair(curve["step"][window - 1:n], smooth)
             seconds = [s * payload["iter_ms"][name] / 1000 for s in steps]
             fig.add_trace(go.Scatter(x=seconds, y=losses, mode="lines", name=name,
                                      line={"color": color(name), "width": 1.5}))
     fig.update_layout(template="plotly_white", height=360, xaxis_title="seconds of training", yaxis_title="loss",
-                      yaxis_type="log", title={"text": "training loss against wall-clock time", "font": {"size": 14}},
+                      yaxis_type="log", title={"text": f"training loss (mean of {window} steps) against wall-clock time",
+                                               "font": {"size": 14}},
                       margin={"l": 50, "r": 10, "t": 40, "b": 40})
     return fig
