@@ -111,7 +111,7 @@ def test_workbench_notebook_and_nbval_fail_on_the_same_check(tmp_path, monkeypat
     prepared = tmp_path / f"{mutation.notebook}.ipynb"  # the case's parameters injected, nothing executed
     papermill.execute_notebook(str(source), str(prepared), parameters=OVERRIDES[mutation.case], prepare_only=True,
                                kernel_name="python3", progress_bar=False)
-    nbval = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", str(prepared)],
+    nbval = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-x", "-p", "no:cacheprovider", "-q", str(prepared)],
                            capture_output=True, text=True, env=env, cwd=NOTEBOOKS, timeout=600)
     assert nbval.returncode == 1, nbval.stdout + nbval.stderr
     assert failed_check(cli.stderr, mutation) == failed_check(nbval.stdout, mutation) == forked
