@@ -145,12 +145,10 @@ class BAdam(Optimizer):
     def _adamw(self, group: dict[str, Any]) -> None:
         """torch.optim.AdamW's update (its functional form) on the group's parameters that have a gradient;
         parameters not in float32 are updated through their float32 master copies."""
-        params = [p for p in group["params"] if p.grad is not None]
+        params = [p for _, p in self._with_grads([group])]
         if not params:
             return
         for p in params:
-            if p.grad.is_sparse:
-                raise RuntimeError("BAdam does not support sparse gradients")
             state = self.state[p]
             if not state:
                 master = p if p.dtype == torch.float32 else p.float()

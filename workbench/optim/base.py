@@ -86,6 +86,17 @@ class Optimizer(torch.optim.Optimizer):
         with torch.enable_grad():
             return closure()
 
+    def _with_grads(self, groups: list[dict[str, Any]] | None = None):
+        """(group, p) for every parameter of `groups` (default: all) that has a gradient, in order; a sparse
+        gradient is refused, naming the optimizer."""
+        for group in self.param_groups if groups is None else groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                yield group, p
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         check_group(self.param_groups[-1])

@@ -160,14 +160,9 @@ class COSMOS(Optimizer):
     def step(self, closure: Callable[[], float] | None = None):
         loss = self._closure_loss(closure)
 
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("COSMOS does not support sparse gradients")
-                if self._hybrid(group, p):
-                    self._hybrid_step(p, self.state[p], group)
-                else:
-                    self._adamw_step(p, self.state[p], group)
+        for group, p in self._with_grads():
+            if self._hybrid(group, p):
+                self._hybrid_step(p, self.state[p], group)
+            else:
+                self._adamw_step(p, self.state[p], group)
         return loss

@@ -128,16 +128,11 @@ class Muon(Optimizer):
     def step(self, closure: Callable[[], float] | None = None):
         loss = self._closure_loss(closure)
 
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("Muon does not support sparse gradients")
-                if group["use_muon"]:
-                    self._muon_step(p, self.state[p], group)
-                else:
-                    adamw_step_(
-                        p, self.state[p], group["lr"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"]
-                    )
+        for group, p in self._with_grads():
+            if group["use_muon"]:
+                self._muon_step(p, self.state[p], group)
+            else:
+                adamw_step_(
+                    p, self.state[p], group["lr"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"]
+                )
         return loss

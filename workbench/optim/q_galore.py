@@ -157,16 +157,11 @@ class QGaLoreAdamW8bit(AdamW8bit):
     def step(self, closure: Callable[[], float] | None = None):
         loss = self._closure_loss(closure)
 
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("QGaLoreAdamW8bit does not support sparse gradients")
-                if group["rank"] is not None and p.ndim == 2:
-                    self._low_rank_step(p, group)
-                else:
-                    self._adam8bit(p, self.state[p], group, group["weight_decay"])
+        for group, p in self._with_grads():
+            if group["rank"] is not None and p.ndim == 2:
+                self._low_rank_step(p, group)
+            else:
+                self._adam8bit(p, self.state[p], group, group["weight_decay"])
         return loss
 
     def _adam8bit(self, W: torch.Tensor, state: dict, group: dict[str, Any], weight_decay: float) -> None:

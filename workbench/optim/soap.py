@@ -207,16 +207,11 @@ class SOAP(Optimizer):
     def step(self, closure: Callable[[], float] | None = None):
         loss = self._closure_loss(closure)
 
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("SOAP does not support sparse gradients")
-                g = p.grad.to(torch.promote_types(p.dtype, torch.float32))
-                state = self.state[p]
-                if "step" not in state:
-                    self._init_state(g, state, group)  # the first gradient only builds the bases
-                else:
-                    self._update(p, g, state, group)
+        for group, p in self._with_grads():
+            g = p.grad.to(torch.promote_types(p.dtype, torch.float32))
+            state = self.state[p]
+            if "step" not in state:
+                self._init_state(g, state, group)  # the first gradient only builds the bases
+            else:
+                self._update(p, g, state, group)
         return loss

@@ -134,11 +134,7 @@ class SubspaceAdam(Optimizer):
         for group in self.param_groups:
             self._begin_group(group)
             lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            for _, p in self._with_grads([group]):
                 state = self.state[p]
                 if wd > 0 and self.decay_first:
                     p.mul_(1.0 - lr * wd)  # W ← W·(1 − lr·λ)
