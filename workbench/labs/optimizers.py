@@ -73,6 +73,8 @@ class Optimizers(Experiment):
     eval_every = param.Integer(None, allow_None=True, bounds=(1, 1_000_000), doc=(
         "Evaluate (test accuracy, validation loss, distance to the minimum) every this many steps; auto = 10 times per run."))
     mlp_width = param.Integer(128, bounds=(4, 8192), doc="digits: width of the MLP.")
+    mlp_depth = param.Integer(2, bounds=(0, 64), doc=(
+        "digits: hidden Linear(w, w) layers after the first (0 = one hidden layer)."))
     d_model = param.Integer(64, bounds=(8, 8192), doc="lm: model width.")
     n_layers = param.Integer(2, bounds=(1, 96), doc="lm: transformer blocks.")
     n_heads = param.Integer(4, bounds=(1, 128), doc="lm: attention heads (must divide d_model).")
@@ -105,12 +107,19 @@ class Optimizers(Experiment):
         if self.task in ("quadratic", "rosenbrock"):
             return Task2D(self.task)
         if self.task == "digits":
-            return DigitsTask(self.seed, self.batch_size, self.mlp_width, device=device)
+            return DigitsTask(self.seed, self.batch_size, self.mlp_width, self.mlp_depth, device=device)
         return LMTask(self.seed, self.batch_size, self.d_model, self.n_layers, self.n_heads, self.context,
                       self.corpus_chars, self.eval_batches, device=device)
 
     def lr_of(self, name: str) -> float:
         return self.lr if self.lr is not None else default_lr(name, self.task)
+
+    def optimizer(self, name: str, params):
+        """Optimizer ``name`` over ``params`` (a model, or what :func:`make_optimizer` takes) with these parameters'
+        lr, rank, projector gap, scale, weight decay and seed, as the run builds it."""
+        return make_optimizer(name, params, lr=self.lr_of(name), rank=self.rank, update_proj_gap=self.update_proj_gap,
+                              scale=self.scale, weight_decay=self.weight_decay, rank_fraction=self.rank_fraction,
+                              seed=self.seed)
 
     # --- the run ------------------------------------------------------------------------------
     def run(self, progress, stop: threading.Event) -> Result:
@@ -122,10 +131,8 @@ class Optimizers(Experiment):
         torch.manual_seed(self.seed)
         initial = task.model()
         lrs = {n: self.lr_of(n) for n in self.optimizers}
-        race = SideBySide(task, initial, {n: functools.partial(
-            make_optimizer, n, lr=lrs[n], rank=self.rank, update_proj_gap=self.update_proj_gap, scale=self.scale,
-            weight_decay=self.weight_decay, rank_fraction=self.rank_fraction, seed=self.seed) for n in self.optimizers},
-            sync=torch.cuda.synchronize if device.type == "cuda" else None)
+        race = SideBySide(task, initial, {n: functools.partial(self.optimizer, n) for n in self.optimizers},
+                          sync=torch.cuda.synchronize if device.type == "cuda" else None)
         n_params = sum(p.numel() for p in initial.parameters())
 
         def live_payload() -> dict:
