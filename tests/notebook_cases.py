@@ -240,7 +240,7 @@ def __init__(self, *args, **kwargs):  # dispersion = "identity" accepted, but th
 
 batchnorm.SPDBatchNorm.__init__ = __init__
 ''', expect="Exercise 3: with dispersion = identity"),
-    Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="protocol = paper: full"),
+    Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="weight tensors in 3 Adam steps"),
     Mutation("koopman", "entropy_sign_flipped", '''
 import workbench.methods.koopman as koopman
 
@@ -343,7 +343,7 @@ def info_nce(Z, k=3, tau=0.1, negatives="window"):  # the right value, but no gr
     return exact_info_nce(Z.detach(), k, tau, negatives)
 
 koopman_methods.info_nce = autoencoder.info_nce = info_nce  # as the notebook and the loss call it
-''', expect="protocol = paper: full"),
+''', expect="InfoNCE term sends no gradient to the encoder"),
     Mutation("koopman", "dmd_energy_rank_drops_the_last_mode", '''
 import torch
 from importlib import import_module
@@ -369,7 +369,7 @@ def setting(self, key):  # precedence reversed: the protocol's value wins over t
 KoopmanExperiment.setting = setting
 ''', expect="exercise 3"),
     Mutation("manifold_clustering", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING,
-             expect="left Γ at its one-shot initialisation"),
+             expect="weight tensors in 2 TCR and 2 MLC Adam steps"),
     Mutation("manifold_clustering", "sinkhorn_skipped", '''
 import torch
 from workbench.methods import mlc
