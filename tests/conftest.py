@@ -109,6 +109,49 @@ def warm_kernel(kernels):
         kernels.release(kernel)
 
 
+@pytest.fixture(scope="session")
+def executed_at_overrides(tmp_path_factory, kernels):
+    """``executed_at_overrides(name)``: notebooks/<name>.ipynb run once in the test session at the small settings
+    ``notebook_cases.OVERRIDES[name]``, through `workbench notebook`'s run_notebook on a forked kernel working in
+    notebooks/, recorded in a store of its own. The workers share it (a lock per notebook in the session's common
+    temporary folder): the papermill test checks the run, the book test makes its chapters from it. Returns the
+    store's path and the run's id (the run's ``notebook`` is the executed copy)."""
+    from filelock import FileLock, Timeout
+    from notebook_cases import OVERRIDES
+
+    from workbench.runner import run_notebook
+    from workbench.store import RunStore
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "executed-at-overrides"
+    shared.mkdir(exist_ok=True)
+
+    def execute(name: str, wait: bool = True) -> tuple[Path, int] | None:
+        """(store, run id) of the shared run of ``name``, run now if no worker has; None, with ``wait=False``, while
+        another worker is running it."""
+        folder, store = shared / name, shared / name / "runs.db"
+        lock = FileLock(str(shared / f"{name}.lock"))
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            return None
+        try:
+            if not (folder / "run_id").exists():  # a failed run leaves none: the next test runs it again and fails
+                kernel = kernels.take(name, later=0)
+                try:
+                    move_kernel(kernel.km, NOTEBOOKS)
+                    run_id = run_notebook(name, OVERRIDES[name], output_dir=folder, store=RunStore(store),
+                                          km=kernel.km)[2]
+                finally:
+                    kernels.release(kernel)
+                (folder / "run_id").write_text(str(run_id))
+        finally:
+            lock.release()
+        return store, int((folder / "run_id").read_text())
+
+    return execute
+
+
 @pytest.fixture
 def store(tmp_path):
     from workbench.store import RunStore

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_cases import OVERRIDES
 
 from workbench.book import PANEL_NOTE, PLOTLY_MIME, chapter, write_sources
-from workbench.handout import is_solution
 from workbench.reporting import MIME_TYPE as REPORT_MIME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,40 +129,26 @@ def test_the_sources_are_the_index_and_one_chapter_per_notebook_from_finished_ru
 # ---- the built site in headless Chromium ----
 
 TIMEOUT_MS = 60_000
-SOLUTION = "answer = 6 * 7\nprint(f'the answer is {answer}')\nassert answer == 42"
-
-
-def notebooks_with_a_solution_each(folder: Path) -> Path:
-    """Copies of notebooks/ in ``folder``, a worked solution (a cell tagged ``solution``) added to any that has none."""
-    folder.mkdir(parents=True)
-    for name in NAMES:
-        notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-        if not any(is_solution(cell) for cell in notebook.cells):
-            notebook.cells += [v4.new_markdown_cell("### A worked solution"),
-                               v4.new_code_cell(SOLUTION, metadata={"tags": ["solution"]})]
-        nbformat.write(notebook, folder / f"{name}.ipynb")
-    return folder
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, kernels):
+def site(tmp_path_factory, executed_at_overrides):
     """`python -m workbench.book` (what `make book` runs) over the notebooks executed at the small settings of
-    notebook_cases.OVERRIDES (on forked kernels, as the notebook tests run them), as `make run` leaves them under
-    runs/notebooks: the site's folder."""
+    notebook_cases.OVERRIDES (the session's runs that the papermill test checks), left under runs/notebooks as
+    `make run` leaves them: the site's folder."""
     pytest.importorskip("myst_nb", reason="the book extra is not installed: pip install -e '.[book]' (make book)")
-    from workbench.runner import run_notebook
+    from workbench.store import RunStore
 
     root = tmp_path_factory.mktemp("book")
-    notebooks = notebooks_with_a_solution_each(root / "notebooks")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WORKBENCH_NOTEBOOKS", str(notebooks))
-        for name in NAMES:
-            kernel = kernels.take(name, later=0)
-            try:
-                run_notebook(name, OVERRIDES[name], output_dir=root / "runs", store=False, km=kernel.km)
-            finally:
-                kernels.release(kernel)
-    env = {**os.environ, "WORKBENCH_NOTEBOOKS": str(notebooks), "OMP_NUM_THREADS": "1"}
+    (root / "runs" / "notebooks").mkdir(parents=True)
+    pending = NAMES[::-1]  # the papermill test takes them in order: start at the other end, skip what it is running
+    while pending:
+        shared = {name: executed_at_overrides(name, wait=False) for name in pending}
+        if not any(shared.values()):  # every one left is running on the other worker: wait for the first
+            shared[pending[0]] = executed_at_overrides(pending[0])
+        for name, (store, run_id) in ((name, run) for name, run in shared.items() if run):
+            # copied now: newer than its source, as a run made after the last edit is
+            shutil.copy(RunStore(store).load(run_id).notebook, root / "runs" / "notebooks")
+            pending.remove(name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "workbench.book", "--runs", str(root / "runs"), "--out",
                            str(root / "_build")], capture_output=True, text=True, env=env, timeout=600, cwd=root)
     assert done.returncode == 0, done.stdout + done.stderr[-5000:]

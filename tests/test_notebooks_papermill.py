@@ -22,28 +22,39 @@ pytestmark = pytest.mark.notebook
 
 
 @pytest.mark.parametrize("case", sorted(OVERRIDES))
-def test_notebook_passes_its_checks_with_overrides_and_is_recorded(case, tmp_path, warm_kernel, monkeypatch):
-    """The settings of every case in notebook_cases (those the mutation tests break) pass unbroken. A notebook's own
-    case runs its student copy (`workbench handout`: the worked solutions taken out), which must run top to bottom
-    with its checks passing too; the solutions themselves run under nbval and under the breakages."""
+def test_notebook_passes_its_checks_with_overrides_and_is_recorded(case, tmp_path, warm_kernel, executed_at_overrides):
+    """The settings of every case in notebook_cases (those the mutation tests break) pass unbroken, and the run is
+    recorded with them. A notebook's own case is the session's shared run (``executed_at_overrides``, from which
+    the book test makes its chapter). Its student copy (`workbench handout`: each worked solution an empty cell)
+    runs what this run ran up to its first solution: every code cell from there on is a solution, so the copy runs
+    top to bottom with its checks passing because this run did; the solutions run here, under nbval and under
+    the breakages."""
     name = case.split("/")[0]
     if not (NOTEBOOKS / f"{name}.ipynb").exists():
         pytest.fail(f"notebooks/{name}.ipynb is missing")
     if case == name:
         notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-        assert any(is_solution(cell) for cell in notebook.cells), f"{name}: no worked solution to take out"
-        (tmp_path / "student").mkdir()
-        nbformat.write(student_copy(notebook), tmp_path / "student" / f"{name}.ipynb")
-        monkeypatch.setenv("WORKBENCH_NOTEBOOKS", str(tmp_path / "student"))
-    store = RunStore(tmp_path / "runs.db")
-    report, output, run_id = run_notebook(name, OVERRIDES[case], output_dir=tmp_path, store=store,
-                                          km=warm_kernel(name))
+        first = next((i for i, cell in enumerate(notebook.cells) if is_solution(cell)), None)
+        assert first is not None, f"{name}: no worked solution to take out"
+        after = [i for i, cell in enumerate(notebook.cells[first:], first)
+                 if cell.cell_type == "code" and not is_solution(cell)]
+        assert after == [], f"{name}: code cells {after} follow a solution, so a student copy would run them without it"
+        student_code = [cell.source for cell in student_copy(notebook).cells if cell.cell_type == "code"]
+        assert [source for source in student_code if source] == [
+            cell.source for cell in notebook.cells if cell.cell_type == "code" and not is_solution(cell)]
+        path, run_id = executed_at_overrides(name)
+        store = RunStore(path)
+    else:
+        store = RunStore(tmp_path / "runs.db")
+        run_id = run_notebook(name, OVERRIDES[case], output_dir=tmp_path, store=store, km=warm_kernel(name))[2]
     run = store.load(run_id)
+    output = Path(run.notebook)
     assert run.status == "finished" and output.exists()
     for key, value in OVERRIDES[case].items():
         assert run.params[key] == value  # the parameters it really ran with, notebook-only ones included
-    assert run.metrics == {k: v for k, v in report["metrics"].items()} and run.metrics
-    assert read_reports(output)["params"]["seed"] == run.params["seed"]
+    report = read_reports(output)
+    assert run.metrics == report["metrics"] and run.metrics
+    assert report["params"]["seed"] == run.params["seed"]
 
 
 def test_bad_papermill_parameter_fails_inside_the_notebook(tmp_path, warm_kernel):
