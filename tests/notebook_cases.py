@@ -33,8 +33,9 @@ class Mutation:
 ADAM_STEP_DOES_NOTHING = "import torch\ntorch.optim.Adam.step = lambda self, closure=None: None\n"
 
 MUTATIONS = [
-    Mutation("lightsb", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING),
-    Mutation("lightsb/mixture_benchmark", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="cBW2-UVP"),
+    Mutation("lightsb", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="parameter tensors in 2 Adam steps"),
+    Mutation("lightsb/mixture_benchmark", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING,
+             expect="parameter tensors in 2 Adam steps"),
     Mutation("lightsb", "bridge_noise_without_square_root", '''
 import torch
 from workbench.methods.lightsb import LightSB
