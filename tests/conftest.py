@@ -58,10 +58,15 @@ def one_torch_thread():
 
 def pytest_collection_modifyitems(items):
     """Mark every notebook execution (nbval's cells of notebooks/, the ``notebook`` tests) and every browser test
-    ``slow``: ``pytest -m "not slow"`` is the development loop."""
+    ``slow`` (``pytest -m "not slow"`` is the development loop), and run the files with slow tests first."""
     for item in items:
         if item.get_closest_marker("notebook") or item.get_closest_marker("browser") or item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
+    # `make test` (--dist loadfile) hands whole files to its two workers in this order: the files with slow tests
+    # first, so that the many quick files at the end even out the two workers (the notebooks, collected last, left
+    # one worker running them alone); a stable sort keeps every file's own order
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session")
