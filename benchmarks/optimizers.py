@@ -412,6 +412,7 @@ def digits_table(args) -> None:
         for name, metrics in [(n, first) for n in FIRST_ORDER] + [(n, zo) for n in ZEROTH_ORDER]:
             accuracy.setdefault(name, []).append(metrics[f"{name}.test_accuracy"])
             steps[name] = (int(metrics["steps_done"]), metrics[f"{name}.lr"])
+    lab = workbench.configure("optimizers")  # the defaults both runs keep
     print(f"\n### Digits: test accuracy, seeds {args.seeds}\n")
     print("| optimizer | MLP | steps | forward passes | lr | " + " | ".join(f"seed {s}" for s in seeds)
           + " | min | goal |")
@@ -420,7 +421,8 @@ def digits_table(args) -> None:
         n_steps, lr = steps[name]
         zeroth_order = name in ZEROTH_ORDER
         passes = 2 * n_steps if zeroth_order else n_steps
-        layers = "64-" + "128-" * (1 + (args.zo_depth if zeroth_order else 2)) + "10"
+        depth = args.zo_depth if zeroth_order else lab.mlp_depth
+        layers = "64-" + f"{lab.mlp_width}-" * (1 + depth) + "10"  # the lab's default width
         goal = ("≥ 0.90 within 20 000 forward passes" if name == "mezo" else "–" if zeroth_order else "≥ 0.96")
         print(f"| {name} | {layers} | {n_steps} | {passes} | {lr:g} | " + " | ".join(f"{v:.3f}" for v in values)
               + f" | {min(values):.3f} | {goal} |")
