@@ -17,7 +17,8 @@ from workbench.warm_kernels import Kernel
 
 REPORT = ("names_before = sorted(globals())\nimport json, os, sys, numpy\n"
           "print(json.dumps({'pid': os.getpid(), 'ppid': os.getppid(), 'sid': os.getsid(0), 'cwd': os.getcwd(),\n"
-          "    'tag': os.environ.get('POINT_TAG'), 'torch': 'torch' in sys.modules, 'draw': numpy.random.rand(),\n"
+          "    'tag': os.environ.get('POINT_TAG'), 'torch': 'torch' in sys.modules, 'panel': 'panel' in sys.modules,\n"
+          "    'draw': numpy.random.rand(),\n"
           "    'names': [n for n in names_before if not n.startswith('_')]}))")
 
 
@@ -66,7 +67,7 @@ def test_each_forked_kernel_is_a_fresh_process_of_its_own(factory):
             assert kernel_seen["ppid"] == factory.process.pid  # forked by the factory...
             assert kernel_seen["sid"] == kernel_seen["pid"]  # ...into a session of its own, to be killed as one
             assert kernel_seen["cwd"] == str(kernel.folder) and kernel_seen["tag"] == tag  # its folder and env
-            assert kernel_seen["torch"]  # inherited, already imported
+            assert kernel_seen["torch"] and kernel_seen["panel"]  # inherited, already imported
             assert kernel_seen["names"] == ["In", "Out", "exit", "get_ipython", "open", "quit"]  # nothing bound
         assert seen[0]["draw"] != seen[1]["draw"]  # numpy's global state reseeded, as in a new process
     finally:

@@ -88,6 +88,34 @@ def test_a_failing_notebook_is_recorded_as_failed_with_its_error(notebooks, tmp_
     assert run.status == "failed" and "AssertionError" in run.error and "the check failed" in run.error
 
 
+def test_the_executed_notebook_is_written_first_then_at_most_every_few_seconds_and_last(notebooks, tmp_path,
+                                                                                      monkeypatch):
+    """papermill writes the notebook as each cell starts and ends (62 writes here); the runner's engine writes it at
+    the start, after a cell once SAVE_EVERY seconds have passed, and at the end, its final state complete."""
+    from papermill import engines
+
+    from workbench import notebook_engine
+
+    monkeypatch.setattr(notebook_engine, "SAVE_EVERY", 1.0)
+    written = []  # per write: how many code cells had run to completion
+    write = engines.write_ipynb
+
+    def counting_write(nb, path):
+        written.append(sum(c.metadata.get("papermill", {}).get("status") == "completed"
+                           for c in nb.cells if c.cell_type == "code"))
+        write(nb, path)
+
+    monkeypatch.setattr(engines, "write_ipynb", counting_write)
+    quick = ["x = 1"] * 14
+    write_notebook(notebooks / "toy_countdown.ipynb", "seed = 0", *quick, "import time\ntime.sleep(1.2)", *quick,
+                   "import workbench\nworkbench.report(metrics={'score': 1.0})")
+    report, output, _ = run_notebook("toy_countdown", {}, output_dir=tmp_path / "out", store=False)
+    assert report["metrics"] == {"score": 1.0}
+    assert written[0] == 0 and written[-1] == 31  # the start, and the end with every cell
+    assert len(written) <= 5 and any(16 <= done < 31 for done in written)  # one write on the way, after the sleep
+    assert all(cell.get("execution_count") for cell in nbformat.read(output, as_version=4).cells)
+
+
 def cli(*args, env_extra, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
     return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, env=env,

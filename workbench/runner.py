@@ -195,10 +195,13 @@ def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir:
     Parameters are validated before anything runs (ConfigError, see :func:`configure_notebook`);
     notebook-only parameters are recorded with the run beside the experiment's. Returns (report,
     executed notebook path, run id). A failed notebook is recorded as failed (Ctrl-C: stopped) and its
-    error re-raised. ``km``: a started kernel's manager to run on (a forked one from :mod:`workbench.warm_kernels`,
-    as sweeps use); by default papermill starts a fresh ``python3`` kernel.
+    error re-raised. The executed notebook is written as it runs, at most every few seconds
+    (:mod:`workbench.notebook_engine`). ``km``: a started kernel's manager to run on (a forked one from
+    :mod:`workbench.warm_kernels`, as sweeps use); by default papermill starts a fresh ``python3`` kernel.
     """
     import papermill
+
+    from workbench.notebook_engine import ENGINE
 
     params = dict(params or {})
     experiment, extra = configure_notebook(name, params)
@@ -218,7 +221,7 @@ def run_notebook(name: str, params: dict[str, Any] | None = None, *, output_dir:
     try:
         papermill.execute_notebook(str(source), str(output), parameters=typed, cwd=str(source.parent),
                                    kernel_name="python3", progress_bar=progress, execution_timeout=timeout,
-                                   log_output=False, km=km, **(hooks or {}))
+                                   log_output=False, km=km, engine_name=ENGINE, **(hooks or {}))
     except BaseException as error:
         if run_id is not None:
             live.flush()
