@@ -57,7 +57,7 @@ from workbench.labs.lightsb import LightSBExperiment
 
 # n_components silently ignored: always the automatic K (1 for the Gaussian pair, 50 otherwise)
 LightSBExperiment.components = property(lambda self: 1 if self.dataset == "gaussian" else 50)
-''', expect="cBW2-UVP does not fall as n_components grows"),
+''', expect="the run trained a model with"),
     Mutation("optimizers", "projected_update_does_nothing", '''
 from workbench.optim import apollo, frugal, subspace
 
@@ -240,7 +240,7 @@ def __init__(self, *args, **kwargs):  # dispersion = "identity" accepted, but th
     self.dispersion = "mean"
 
 batchnorm.SPDBatchNorm.__init__ = __init__
-''', expect="Exercise 3: with dispersion = identity"),
+''', expect="dispersion = identity: the output dispersion"),
     Mutation("koopman", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING, expect="weight tensors in 3 Adam steps"),
     Mutation("koopman", "entropy_sign_flipped", '''
 import workbench.methods.koopman as koopman
@@ -368,7 +368,7 @@ def setting(self, key):  # precedence reversed: the protocol's value wins over t
     return PROTOCOLS[self.protocol].get(key, getattr(self, key))
 
 KoopmanExperiment.setting = setting
-''', expect="exercise 3"),
+''', expect="settings set to the"),
     Mutation("manifold_clustering", "optimizer_step_does_nothing", ADAM_STEP_DOES_NOTHING,
              expect="weight tensors in 2 TCR and 2 MLC Adam steps"),
     Mutation("manifold_clustering", "sinkhorn_skipped", '''
@@ -492,5 +492,5 @@ from workbench.methods import mlc
 exact_membership = mlc.membership
 # eta = 0.03 or 0.5 accepted, but every membership is P(|CCᵀ|) at the default η = 0.15
 mlc.core.membership = mlc.membership = lambda C, eta, n_iter=5: exact_membership(C, 0.15, n_iter)
-''', expect="did not drift towards I"),
+''', expect="Γ = P(|CCᵀ|) at η = 0.05"),
 ]
