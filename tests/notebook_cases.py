@@ -133,7 +133,7 @@ geometry.bw_transport_to_identity = batchnorm.bw_transport_to_identity = skip
 import geoopt
 
 geoopt.optim.RiemannianAdam.step = lambda self, closure=None: None
-''', expect="did not move in training"),
+''', expect="2 training steps did not move its weights"),
     Mutation("spd_normalization", "daleckii_krein_zero_on_ties", '''
 import torch
 from workbench.methods.spd import matfun
@@ -159,7 +159,7 @@ def __init__(self, *args, **kwargs):  # the BN is built and its parameters train
     self.bn.forward = lambda X: X
 
 net.SPDNet.__init__ = __init__
-''', expect="output mean is"),
+''', expect="BN inside SPDNet, after 2 steps"),
     Mutation("spd_normalization", "logeig_without_rotating_back", '''
 import torch
 from workbench.methods.spd import layers
@@ -185,7 +185,7 @@ def __init__(self, *args, **kwargs):  # W a plain parameter: RiemannianAdam take
     self.weight = nn.Parameter(self.weight.data.clone())
 
 layers.BiMap.__init__ = __init__
-''', expect="left the Stiefel manifold"),
+''', expect="after 2 training steps (W left the Stiefel manifold)"),
     Mutation("spd_normalization", "stiefel_step_skipped", '''
 import geoopt
 
@@ -196,7 +196,7 @@ def __init__(self, params, *args, **kwargs):  # the BiMap weights never reach th
     build(self, params, *args, **kwargs)
 
 geoopt.optim.RiemannianAdam.__init__ = __init__
-''', expect="did not move in training"),
+''', expect="2 training steps did not move its weights"),
     Mutation("spd_normalization", "running_mean_not_updated", '''
 from workbench.methods.spd import batchnorm
 
@@ -205,7 +205,7 @@ def _stat_update(self, new_mean, var):  # the running variance and count move, t
     self.num_batches_tracked += 1
 
 batchnorm.SPDBatchNorm._stat_update = _stat_update
-''', expect="BN running mean"),
+''', expect="BN running mean: still I after 2 training steps"),
     Mutation("spd_normalization", "dispersion_divided_by_variance", '''
 import inspect
 import textwrap
