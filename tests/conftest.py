@@ -170,6 +170,9 @@ def browser():
     from support import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
 
     sync_api = chromium_or_skip()
+    # expect() waits 5 s by default: on a busy 2-core machine a run's last evaluation or a kernel's first import takes
+    # longer (the pages' own actions wait up to their set_default_timeout, 60 s in these tests)
+    sync_api.expect.set_options(timeout=60_000)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser

@@ -41,7 +41,6 @@ def page(browser, app):
     """A fresh browser page (no cookie) logged in through the URL the app printed, as a person would."""
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=TIMEOUT_MS)  # a busy 2-core machine: a run, or the first import, takes seconds
     page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
     page.set_default_timeout(TIMEOUT_MS)
     page.errors = []

@@ -160,9 +160,6 @@ def site(tmp_path_factory, executed_at_overrides):
 @pytest.fixture
 def page(browser):
     """A page that records console errors and lets only requests for local files through (``page.blocked``)."""
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=TIMEOUT_MS)
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.errors, page.blocked = [], []
