@@ -110,6 +110,32 @@ def test_periodic_refresh_stops_only_after_drawing_a_final_status(panel):
     assert stops == [1] and panel._callback is None and "finished" in panel.status_text.object
 
 
+@pytest.mark.parametrize("final", ["stopped", "finished"])
+def test_a_worker_ending_during_a_refresh_gets_one_more_refresh(panel, final):
+    """The worker sets its final status, then its thread ends, here while a refresh is drawing: that refresh drew
+    Run disabled (the thread was alive), so the periodic callback must not stop before the next one."""
+    thread = SimpleNamespace(alive=True)
+    thread.is_alive = lambda: thread.alive
+    panel._thread = thread
+    panel.state.status = final
+    stops = []
+    panel._callback = SimpleNamespace(stop=lambda: stops.append(1))
+    drawing = panel.refresh
+
+    def refresh_while_the_worker_ends():
+        drawn = drawing()
+        thread.alive = False  # the thread ends just after this refresh read it alive
+        return drawn
+
+    panel.refresh = refresh_while_the_worker_ends
+    ticks = 0
+    while panel._callback is not None and ticks < 5:
+        panel._tick()
+        ticks += 1
+    assert stops == [1] and ticks == 2
+    assert not panel.run_button.disabled and final in panel.status_text.object  # Run is back
+
+
 def test_a_failing_run_is_shown_and_recorded_failed(store):
     def broken(event):
         raise RuntimeError("no picture")

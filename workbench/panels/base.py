@@ -355,8 +355,11 @@ class ExperimentPanel(pn.viewable.Viewer):
         self._callback = pn.state.add_periodic_callback(self._tick, period=self.refresh_ms)
 
     def _tick(self) -> None:
-        drawn = self.refresh()  # stop only once the worker ended and its final status has been drawn
-        if drawn != "running" and not self.running and self._callback is not None:
+        # stop only once a refresh has drawn the ended worker's final status: whether it had ended is read before
+        # drawing, as a worker ending during the refresh leaves Run drawn disabled (busy) for the next tick to redraw
+        ended = not self.running
+        drawn = self.refresh()
+        if ended and drawn != "running" and self._callback is not None:
             self._callback.stop()
             self._callback = None
 
