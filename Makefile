@@ -33,9 +33,10 @@ run: install
 # Unit tests, papermill runs, nbval on notebooks/ and browser tests, in one pytest run, on two workers
 # (a test file stays on one worker: a notebook's nbval cells share its kernel; the breakages are split over two
 # files, test_notebook_mutations.py and test_notebook_mutations_rest.py, so that the two workers share them).
+# --no-loadscope-reorder: the files in the order tests/conftest.py gives them (longest first), not by test count.
 # The development loop, about a minute: pytest -m "not slow" -n 2 --dist loadfile
 test: install book-install chromium
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Browser tests need Debian's chromium: installed here when missing and we are root.
 chromium:

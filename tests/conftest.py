@@ -56,17 +56,36 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+# They share the notebooks executed at the test settings (``executed_at_overrides``): started first, one on each
+# worker, each executes a notebook the other is not running (the book from the end of the list), and neither waits.
+SHARING_FIRST = ("test_book.py", "test_notebooks_papermill.py")
+
+
+def estimated_seconds(item) -> float:
+    """A rough cost of a test on a 2-core machine, to order the files (the measured ones: 1-3 s an nbval cell of a
+    method notebook, 2-5 s a breakage, 5-15 s a browser test, a few seconds a test marked slow)."""
+    if item.path.suffix == ".ipynb":
+        return 2.0
+    for marker, seconds in (("browser", 8.0), ("notebook", 3.0), ("slow", 2.0)):
+        if item.get_closest_marker(marker):
+            return seconds
+    return 0.05
+
+
 def pytest_collection_modifyitems(items):
     """Mark every notebook execution (nbval's cells of notebooks/, the ``notebook`` tests) and every browser test
-    ``slow`` (``pytest -m "not slow"`` is the development loop), and run the files with slow tests first."""
+    ``slow`` (``pytest -m "not slow"`` is the development loop), and order the files longest first."""
     for item in items:
         if item.get_closest_marker("notebook") or item.get_closest_marker("browser") or item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
-    # `make test` (--dist loadfile) hands whole files to its two workers in this order: the files with slow tests
-    # first, so that the many quick files at the end even out the two workers (the notebooks, collected last, left
-    # one worker running them alone); a stable sort keeps every file's own order
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    # `make test` (--dist loadfile --no-loadscope-reorder) hands whole files to its two workers in this order: the two
+    # sharing files, then the longest first, so that the many quick files at the end even out the two workers; a
+    # stable sort keeps every file's own order
+    cost: dict = {}
+    for item in items:
+        cost[item.path] = cost.get(item.path, 0.0) + estimated_seconds(item)
+    first = {name: rank for rank, name in enumerate(SHARING_FIRST)}
+    items.sort(key=lambda item: (first.get(item.path.name, len(first)), -cost[item.path]))
 
 
 @pytest.fixture(scope="session")
