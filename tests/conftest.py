@@ -14,6 +14,11 @@ if not torch.cuda.is_available():
 
     triton_interpreter.fix()
 
+# One torch thread in every test process: `make test` runs two workers on two cores, and the tests' small models and
+# matrices on two threads beside a busy process run up to 10x slower (test_lightsb's Gaussian-plan fit took 25 s
+# instead of 1.7 s while test_spd_geometry ran on the other worker)
+torch.set_num_threads(1)
+
 import param  # noqa: E402
 import pytest  # noqa: E402
 
@@ -42,18 +47,6 @@ class Countdown(Experiment):
             progress(Event(step, self.steps, {"loss": 0.5 * self.curvature * x * x}, payload={"x": x}))
             time.sleep(self.delay)
         return Result(metrics={"x": x, "steps_done": step}, artifacts={"model": x})
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Small models and matrices: one thread is as fast, and two threads on a busy 2-core CPU can be 10x slower.
-    A module uses it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # They share the notebooks executed at the test settings (``executed_at_overrides``): started first, one on each

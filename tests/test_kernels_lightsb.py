@@ -10,7 +10,6 @@ from workbench.kernels.lightsb_lse import logsumexp_reference, weights_reference
 from workbench.kernels.lightsb_lse_triton import Blocks, mixture_logsumexp_triton, mixture_weights_triton
 from workbench.methods.lightsb import LightSB, fit
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SMALL = Blocks(16, 16, 16)

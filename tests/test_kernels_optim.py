@@ -24,7 +24,6 @@ from workbench.optim.adamw8bit import adamw8bit_torch_
 from workbench.optim.quantization import dynamic_map
 
 pytestmark = [
-    pytest.mark.usefixtures("one_torch_thread"),
     # the interpreter computes masked-off lanes too (never stored): float16 ones may overflow
     pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning"),
 ]

@@ -19,7 +19,6 @@ from workbench.kernels.spd_sqrt import sqrt_and_invsqrt
 from workbench.methods.lightsb import LightSB, fit
 from workbench.optim import AdamW8bit, Lion
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 interpreter_only = pytest.mark.skipif(torch.cuda.is_available(), reason="runs kernels on the CPU, by the interpreter")
 
 CPU = torch.device("cpu")

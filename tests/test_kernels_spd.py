@@ -10,7 +10,6 @@ from workbench.kernels import spd_sqrt
 from workbench.kernels.spd_sqrt import ACCEPT, sqrt_and_invsqrt, sqrt_and_invsqrt_reference
 from workbench.kernels.spd_sqrt_triton import newton_schulz_triton
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # the interpreter's numpy reports the overflow of the iterations that diverge on purpose below

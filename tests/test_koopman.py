@@ -20,9 +20,6 @@ from workbench.methods.koopman.systems import _linear_matrix
 from workbench.progress import Cadence, Event
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 def linear_pairs(n_traj=5, n_steps=40, dt=0.1, seed=0):
     return pairs(simulate("linear", n_traj, n_steps, dt, seed))  # (N·T, 4) each
 

@@ -16,9 +16,6 @@ from workbench.store import RunStore
 TINY = dict(n_trajectories=12, n_test=2, n_steps=60, steps=40, train_horizon=8, baselines=False)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 @pytest.mark.parametrize("params, fragment", [
     ({"train_horizon": 250}, "parameter 'train_horizon' = 250 is not allowed: training windows of train_horizon + 1 "
                              "= 251 snapshots are longer than the trajectories (n_steps + 1 = 201); allowed: "

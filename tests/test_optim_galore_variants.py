@@ -28,7 +28,7 @@ from workbench.optim import BAdam, NaturalGaLoreAdamW, QGaLoreAdamW8bit, natural
 from workbench.optim.natural_galore import leading_singular_vectors, natural_gradient
 from workbench.optim.q_galore import dequantize_uniform, quantize_uniform
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore:BAdam expect")]
+pytestmark = pytest.mark.filterwarnings("ignore:BAdam expect")
 
 
 def built(made, key, opt):

@@ -21,7 +21,6 @@ from workbench.optim.muon import adjusted_lr
 from workbench.optim.newton_schulz import NS_COEFFICIENTS, newton_schulz
 from workbench.optim.soap import merged_shape
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SHAPES = [(12, 5), (5, 12), (8, 8)]  # tall, wide, square
 

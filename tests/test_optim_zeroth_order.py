@@ -18,7 +18,6 @@ from workbench.optim import MeZO, SparseMeZO, ZOAdam, ZOSGD, optimizer_state_byt
 from workbench.optim.projectors import next_seed
 from workbench.optim.zeroth_order import magnitude_threshold
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LR, ZO_EPS, WD = 1e-2, 1e-3, 0.1
 

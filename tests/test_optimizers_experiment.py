@@ -23,9 +23,6 @@ CLASSES = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "galore": GaLoreA
 EVAL = {"digits": "test_accuracy", "lm": "val_loss", "quadratic": "distance", "rosenbrock": "distance"}
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 # --- validation ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key, value, fragment", [  # bounds and choices: tests/test_contract.py

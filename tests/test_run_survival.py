@@ -14,8 +14,6 @@ from test_runner_paths import write_notebook
 from workbench.panels.runs import RunsPage
 from workbench.store import RunStore
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def start(*command, db, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WORKBENCH_DB": str(db)}

@@ -10,8 +10,6 @@ import workbench
 from workbench.panels.app import pages
 from workbench.panels.runs import RunsPage, metrics_csv, runs_frame
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture
 def filled(store):

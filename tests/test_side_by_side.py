@@ -7,8 +7,6 @@ from workbench.methods.side_by_side import SideBySide
 from workbench.optim import MeZO
 from workbench.progress import Cadence
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def test_first_and_zeroth_order_optimizers_train_in_lockstep_and_report_means_on_the_cadence():
     task = Task2D("quadratic")
