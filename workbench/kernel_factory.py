@@ -1,11 +1,11 @@
 """Jupyter kernels forked from one process that has already imported what they need.
 
 Starting a kernel from scratch costs about 2 s of CPU: Python, ipykernel, torch (with ``torch._dynamo``),
-workbench and the experiment's module, and the Panel and Plotly its notebook imports. A sweep pays that for every point, since each point gets a fresh kernel,
-and on a busy machine those seconds compete with the points that run. A :class:`KernelFactory` pays it once:
-its process imports everything, then forks one child per kernel. Each child becomes an ordinary ipykernel
-process, with its own pid, session, working directory, environment and output log, that finds the modules
-already in memory (shared copy-on-write), so it costs only the kernel's own start-up.
+workbench and the experiment's module, and the Panel and Plotly its notebook imports. A sweep pays that for every
+point, since each point gets a fresh kernel, and on a busy machine those seconds compete with the points that run.
+A :class:`KernelFactory` pays it once: its process imports everything, then forks one child per kernel. Each child
+becomes an ordinary ipykernel process, with its own pid, session, working directory, environment and output log,
+that finds the modules already in memory (shared copy-on-write), so it costs only the kernel's own start-up.
 
 The factory stays single-threaded and never runs torch code, so a fork inherits no thread, lock, OpenMP pool or
 CUDA context (it refuses to fork if an import initialised CUDA).
